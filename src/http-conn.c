@@ -1,0 +1,3 @@
+/* http-conn.c: placeholder, being written this session. */
+#include "config.h"
+#include "tenantd.h"

@@ -1,0 +1,3 @@
+/* metrics.c: placeholder, being written this session. */
+#include "config.h"
+#include "tenantd.h"

@@ -1,0 +1,3 @@
+/* secret.c: placeholder, being written this session. */
+#include "config.h"
+#include "tenantd.h"

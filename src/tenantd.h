@@ -1,0 +1,155 @@
+/*
+ * tenantd: private header shared by tenantd, tenantd-vault and tenantctl.
+ * Prototypes are grouped by the file that defines them.
+ */
+#ifndef TENANTD_H
+#define TENANTD_H
+
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#define TENANTD_VERSION		PACKAGE_VERSION
+#define TENANTD_CONF		"/etc/tenantd/tenantd.yaml"
+
+#define nitems(a)		(sizeof(a) / sizeof((a)[0]))
+#define MINIMUM(a, b)		((a) < (b) ? (a) : (b))
+#define MAXIMUM(a, b)		((a) > (b) ? (a) : (b))
+
+#define PRINTFLIKE(f, a)	__attribute__((format(printf, f, a)))
+#define DEAD			__attribute__((noreturn))
+
+struct event_base;
+struct evbuffer;
+
+/* log.c */
+enum log_level {
+	LOG_LEVEL_ERROR = 0,
+	LOG_LEVEL_WARN,
+	LOG_LEVEL_INFO,
+	LOG_LEVEL_DEBUG,
+};
+struct log_field {
+	const char	*key;
+	const char	*value;
+};
+/* Receives every formatted JSON line (without newline) at or above info. */
+typedef void (*log_sink_fn)(enum log_level, const char *line, size_t len);
+
+void	log_init(const char *procname, enum log_level, int to_stderr);
+void	log_setlevel(enum log_level);
+enum log_level log_getlevel(void);
+int	log_level_parse(const char *, enum log_level *);
+const char *log_level_name(enum log_level);
+void	log_set_sink(log_sink_fn);
+void	log_set_request_id(const char *);	/* per thread; NULL clears */
+void	log_fields(enum log_level, const struct log_field *, size_t,
+	    const char *, ...) PRINTFLIKE(4, 5);
+void	log_warn(const char *, ...) PRINTFLIKE(1, 2);
+void	log_warnx(const char *, ...) PRINTFLIKE(1, 2);
+void	log_info(const char *, ...) PRINTFLIKE(1, 2);
+void	log_debug(const char *, ...) PRINTFLIKE(1, 2);
+void	fatal(const char *, ...) PRINTFLIKE(1, 2) DEAD;
+void	fatalx(const char *, ...) PRINTFLIKE(1, 2) DEAD;
+
+/* xmalloc.c */
+void	*xmalloc(size_t);
+void	*xcalloc(size_t, size_t);
+void	*xreallocarray(void *, size_t, size_t);
+char	*xstrdup(const char *);
+char	*xstrndup(const char *, size_t);
+int	 xasprintf(char **, const char *, ...) PRINTFLIKE(2, 3);
+void	 freezero_str(char *);
+
+/* util.c */
+int	 timingsafe_eq(const void *, const void *, size_t);
+uint64_t now_usec(void);		/* CLOCK_MONOTONIC */
+uint64_t wall_usec(void);		/* CLOCK_REALTIME */
+void	 format_iso8601(char *, size_t, uint64_t wall_us);
+int	 is_loopback_addr(const struct sockaddr *);
+int	 parse_hostport(const char *, struct sockaddr_storage *, socklen_t *,
+	    char *err, size_t errlen);
+void	 format_sockaddr(char *, size_t, const struct sockaddr *);
+void	 random_hex(char *, size_t nbytes);	/* writes 2*nbytes+1 */
+
+/*
+ * conf.c, conf-schema.c: the configuration, parsed from YAML through a
+ * table-driven schema. A struct config is immutable once loaded and shared
+ * between threads by reference count.
+ */
+struct listen_conf {
+	char			*address;	/* as written, "host:port" */
+	struct sockaddr_storage	 ss;
+	socklen_t		 sslen;
+	int			 tls;
+};
+
+struct tls_conf {
+	int		 self_signed;
+	char		*certificate;	/* PEM path (generated if self_signed) */
+	char		*key;		/* PEM path, resolved from a secret ref */
+	uint64_t	 hsts_max_age;	/* seconds; 0 disables */
+};
+
+struct cors_conf {
+	char		**origins;
+	size_t		  norigins;
+	uint64_t	  max_age;	/* seconds */
+};
+
+struct http_conf {
+	int		 workers;	/* 0: one per CPU */
+	int		 max_connections;
+	uint64_t	 max_header_size;
+	uint64_t	 max_body_size;
+	uint64_t	 idle_timeout;	/* ms, keep-alive idle and I/O */
+	uint64_t	 request_timeout; /* ms, to receive one request */
+	uint64_t	 shutdown_timeout; /* ms, drain on TERM */
+};
+
+struct metrics_conf {
+	int		 allow_remote;	/* serve /metrics to non-loopback */
+};
+
+struct control_conf {
+	char		*socket;
+	char		*group;		/* admin group; NULL: root only */
+};
+
+struct config {
+	int			 refcnt;
+	char			*path;
+	char			*tenant_id;
+	char			*state_dir;
+	enum log_level		 log_level;
+	struct listen_conf	*listen;
+	size_t			 nlisten;
+	struct tls_conf		 tls;
+	struct http_conf	 http;
+	struct cors_conf	 cors;
+	struct metrics_conf	 metrics;
+	struct control_conf	 control;
+};
+
+/* conf_load flags */
+#define CONF_NO_SECRETS	0x01	/* tenantctl: do not open secret files */
+
+/*
+ * Parse FILE; on success return the config, on failure return NULL and
+ * set *errors to the collected "FILE:LINE:COL: message" lines.
+ */
+struct config	*conf_load(const char *file, int flags, char **errors);
+struct config	*conf_ref(struct config *);
+void		 conf_unref(struct config *);
+
+/* secret.c: secrets are file paths or credential:NAME, never inline. */
+int	 secret_resolve(const char *ref, char **path, char *err, size_t);
+int	 secret_check_file(const char *path, char *err, size_t);
+ssize_t	 secret_read(const char *path, void *buf, size_t len,
+	    char *err, size_t);
+
+#endif /* TENANTD_H */

@@ -1,0 +1,3 @@
+/* tls.c: placeholder, being written this session. */
+#include "config.h"
+#include "tenantd.h"
