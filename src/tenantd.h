@@ -152,4 +152,35 @@ int	 secret_check_file(const char *path, char *err, size_t);
 ssize_t	 secret_read(const char *path, void *buf, size_t len,
 	    char *err, size_t);
 
+
+/* tenantd.c: the daemon's state as the control socket sees it. */
+json_t	*daemon_status(void);		/* version, uptime, listeners, ready */
+int	 daemon_reload(char **errors);	/* 0, or -1 with errors set */
+int	 daemon_check_config(char **errors); /* parse only; 0 or -1 */
+const struct config *daemon_config(void);
+
+/*
+ * control.c: the unix control socket. Peers are checked with SO_PEERCRED
+ * (root or the admin group); requests and answers are one JSON object per
+ * line: {"cmd":"status","args":{...}} -> {"ok":true,"result":...} or
+ * {"ok":false,"error":"..."}.
+ */
+int	 control_init(struct event_base *, const struct config *);
+void	 control_shutdown(void);
+
+/* ctl-daemon.c: the daemon's table of control commands. */
+struct ctl_peer {
+	uid_t	uid;
+	gid_t	gid;
+	pid_t	pid;
+};
+typedef json_t *(*ctl_handler)(const struct ctl_peer *, json_t *args,
+    char **error);
+struct ctl_command {
+	const char	*name;
+	ctl_handler	 handler;
+	const char	*summary;
+};
+const struct ctl_command *ctl_command_find(const char *);
+
 #endif /* TENANTD_H */
