@@ -77,6 +77,8 @@ static const struct {
 struct auth_parts {
 	const char	*seg[3];
 	size_t		 len[3];
+	unsigned char	*payload;	/* decoded */
+	size_t		 payload_len;
 };
 
 struct auth {
@@ -205,38 +207,34 @@ auth_split(const char *token, size_t len, struct auth_parts *parts)
 	return 0;
 }
 
-/* Decode a segment that must be a JSON object. */
 static json_t *
-auth_segment_json(const char *seg, size_t len, unsigned char *buf,
-    size_t buflen, enum auth_result *rv)
+auth_json_object(const unsigned char *buf, size_t len)
 {
 	json_t	*doc;
-	ssize_t	 n;
 
-	if ((n = base64url_decode(seg, len, buf, buflen)) == -1) {
-		*rv = AUTH_ERR_BASE64;
-		return NULL;
-	}
-	doc = json_loadb((const char *)buf, (size_t)n,
-	    JSON_REJECT_DUPLICATES, NULL);
-	if (doc == NULL || !json_is_object(doc)) {
+	doc = json_loadb((const char *)buf, len, JSON_REJECT_DUPLICATES, NULL);
+	if (doc != NULL && !json_is_object(doc)) {
 		json_decref(doc);
-		*rv = AUTH_ERR_HEADER_JSON;
-		return NULL;
+		doc = NULL;
 	}
-	*rv = AUTH_OK;
 	return doc;
 }
 
+/*
+ * Three non-empty strict base64url parts within the size limits and a
+ * header that is a JSON object. The decoded payload is left in parts for
+ * the caller to free with auth_parts_free().
+ */
 static enum auth_result
 auth_shape(const char *token, size_t len, struct auth_parts *parts,
     json_t **header)
 {
-	unsigned char	 buf[AUTH_HEADER_MAX];
-	unsigned char	 sig[AUTH_SIG_MAX];
-	enum auth_result rv;
+	unsigned char	buf[AUTH_HEADER_MAX];
+	unsigned char	sig[AUTH_SIG_MAX];
+	ssize_t		n, pn;
 
 	*header = NULL;
+	memset(parts, 0, sizeof(*parts));
 	if (len > AUTH_TOKEN_MAX)
 		return AUTH_ERR_TOO_LARGE;
 	if (auth_split(token, len, parts) == -1)
@@ -245,20 +243,39 @@ auth_shape(const char *token, size_t len, struct auth_parts *parts,
 		return AUTH_ERR_TOO_LARGE;
 	if (parts->len[2] > AUTH_SIG_MAX)
 		return AUTH_ERR_MALFORMED;
-	if (base64url_decode(parts->seg[2], parts->len[2], sig,
+	parts->payload = xmalloc(parts->len[1]);
+	if ((n = base64url_decode(parts->seg[0], parts->len[0], buf,
+	    sizeof(buf))) == -1 ||
+	    (pn = base64url_decode(parts->seg[1], parts->len[1],
+	    parts->payload, parts->len[1])) == -1 ||
+	    base64url_decode(parts->seg[2], parts->len[2], sig,
 	    sizeof(sig)) == -1)
 		return AUTH_ERR_BASE64;
-	*header = auth_segment_json(parts->seg[0], parts->len[0], buf,
-	    sizeof(buf), &rv);
-	return rv;
+	parts->payload_len = (size_t)pn;
+	if ((*header = auth_json_object(buf, (size_t)n)) == NULL)
+		return AUTH_ERR_HEADER_JSON;
+	return AUTH_OK;
+}
+
+static void
+auth_parts_free(struct auth_parts *parts)
+{
+	if (parts->payload == NULL)
+		return;
+	OPENSSL_cleanse(parts->payload, parts->len[1]);
+	free(parts->payload);
+	parts->payload = NULL;
 }
 
 enum auth_result
 auth_check_shape(const char *token, size_t len, json_t **header)
 {
 	struct auth_parts	parts;
+	enum auth_result	rv;
 
-	return auth_shape(token, len, &parts, header);
+	rv = auth_shape(token, len, &parts, header);
+	auth_parts_free(&parts);
+	return rv;
 }
 
 /* --- 2. header ---------------------------------------------------------- */
@@ -732,21 +749,6 @@ auth_get_stats(struct auth *a, struct auth_stats *st)
 }
 
 static enum auth_result
-auth_parse_payload(const struct auth_parts *parts, json_t **payload)
-{
-	unsigned char		*buf;
-	enum auth_result	 rv;
-
-	buf = xmalloc(parts->len[1]);
-	*payload = auth_segment_json(parts->seg[1], parts->len[1], buf,
-	    parts->len[1], &rv);
-	free(buf);
-	if (*payload == NULL && rv == AUTH_ERR_HEADER_JSON)
-		rv = AUTH_ERR_PAYLOAD_JSON;
-	return rv;
-}
-
-static enum auth_result
 auth_pseudonymize(struct auth *a, struct auth_principal *p)
 {
 	if (a->pseudonym == NULL)
@@ -773,16 +775,19 @@ auth_verify_full(struct auth *a, const char *token, size_t len,
 	rv = auth_shape(token, len, &parts, &header);
 	if (rv == AUTH_OK)
 		rv = auth_check_header(header, &kid);
+	/* Parsed, not yet trusted: libjwt would reject it as a bad token. */
+	if (rv == AUTH_OK && (payload = auth_json_object(parts.payload,
+	    parts.payload_len)) == NULL)
+		rv = AUTH_ERR_PAYLOAD_JSON;
 	if (rv == AUTH_OK)
 		rv = auth_find_key(a, kid, &set, &key);
 	if (rv == AUTH_OK)
 		rv = auth_check_signature(a, token, len, key);
 	if (rv == AUTH_OK)
-		rv = auth_parse_payload(&parts, &payload);
-	if (rv == AUTH_OK)
 		rv = auth_check_claims(a, set, payload, p);
 	if (rv == AUTH_OK)
 		rv = auth_pseudonymize(a, p);
+	auth_parts_free(&parts);
 	json_decref(header);
 	json_decref(payload);
 	jwks_keyset_put(set);
