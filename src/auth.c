@@ -304,8 +304,10 @@ static enum auth_result
 auth_find_key(struct auth *a, const char *kid, struct jwks_keyset **set,
     const struct jwks_key **key)
 {
-	if ((*set = jwks_keyset_get(a->jwks)) == NULL)
+	if ((*set = jwks_keyset_get(a->jwks)) == NULL) {
+		jwks_kid_miss(a->jwks);
 		return AUTH_ERR_NO_KEYS;
+	}
 	if ((*key = jwks_keyset_find(*set, kid)) == NULL) {
 		jwks_kid_miss(a->jwks);
 		return AUTH_ERR_UNKNOWN_KID;

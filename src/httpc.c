@@ -290,7 +290,7 @@ httpc_write_cb(char *data, size_t size, size_t nmemb, void *arg)
 	return len;
 }
 
-static int
+static void
 httpc_set_method(struct httpc_xfer *x, const struct httpc_request *req)
 {
 	const char	*method = req->method != NULL ? req->method : "GET";
@@ -308,7 +308,6 @@ httpc_set_method(struct httpc_xfer *x, const struct httpc_request *req)
 		curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
 	else if (strcmp(method, "POST") != 0)
 		curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
-	return 0;
 }
 
 static int
@@ -381,7 +380,8 @@ httpc_start(struct httpc *hc, const struct httpc_request *req, httpc_cb cb,
 	curl_easy_setopt(x->easy, CURLOPT_WRITEFUNCTION, httpc_write_cb);
 	curl_easy_setopt(x->easy, CURLOPT_WRITEDATA, x);
 	httpc_set_policy(x, req);
-	if (httpc_set_method(x, req) == -1 || httpc_set_headers(x, req) == -1 ||
+	httpc_set_method(x, req);
+	if (httpc_set_headers(x, req) == -1 ||
 	    curl_multi_add_handle(hc->multi, x->easy) != CURLM_OK) {
 		log_warnx("httpc: cannot start request to %s", req->url);
 		httpc_xfer_free(x);

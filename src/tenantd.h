@@ -248,6 +248,7 @@ struct jwks_keyset;
 struct evp_pkey_st;
 
 #define JWKS_MIN_REFETCH	300	/* s between kid-miss refreshes */
+#define JWKS_MAX_DOC		(256 * 1024)	/* metadata or JWKS bytes */
 
 enum jwks_state {
 	JWKS_NONE = 0,		/* no keys at all */
@@ -297,14 +298,23 @@ uint64_t	 jwks_fetch_count(struct jwks *);	/* attempts started */
 int		 jwks_install(struct jwks *, const char *json, size_t len,
 		    int fresh, char *err, size_t errlen);
 
-struct jwks_keyset *jwks_keyset_get(struct jwks *);	/* NULL if none */
+struct jwks_keyset *jwks_keyset_get(struct jwks *);	/* ref; NULL if none */
+
+/*
+ * jwks-key.c: key sets and their pure helpers (no I/O), also for the local
+ * provider and the tests. Key sets are immutable once published.
+ */
 void		 jwks_keyset_put(struct jwks_keyset *);
 const struct jwks_key *jwks_keyset_find(const struct jwks_keyset *,
 		    const char *kid);
 const char	*jwks_keyset_issuer(const struct jwks_keyset *, int ver);
 size_t		 jwks_keyset_count(const struct jwks_keyset *);
-
-/* Pure helpers, also used by the local provider and the tests. */
+struct jwks_keyset *jwks_keyset_new(const char *issuer_v1,
+		    const char *issuer_v2);
+struct jwks_keyset *jwks_keyset_ref(struct jwks_keyset *);
+void		 jwks_keyset_add(struct jwks_keyset *, json_t *keys);
+json_t		*jwks_json_load(const char *json, size_t len, char *err,
+		    size_t errlen);
 struct jwks_keyset *jwks_keyset_parse(const char *json, size_t len,
 		    char *err, size_t errlen);
 char		*jwks_keyset_dump(const struct jwks_keyset *, size_t *len);
