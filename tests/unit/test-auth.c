@@ -51,6 +51,7 @@ test_pseudonym(const char *tid, const char *oid, char *out, size_t len,
 
 /* --- minting ------------------------------------------------------------ */
 
+/* Consumes the reference. */
 static char *
 b64_json(json_t *doc)
 {
@@ -58,6 +59,7 @@ b64_json(json_t *doc)
 
 	enc = base64url_encode((unsigned char *)s, strlen(s));
 	free(s);
+	json_decref(doc);
 	return enc;
 }
 
@@ -117,11 +119,7 @@ mint_raw(char *h, char *p, EVP_PKEY *k, enum sig_kind kind)
 static char *
 mint(json_t *header, json_t *claims, EVP_PKEY *k, enum sig_kind kind)
 {
-	char	*tok = mint_raw(b64_json(header), b64_json(claims), k, kind);
-
-	json_decref(header);
-	json_decref(claims);
-	return tok;
+	return mint_raw(b64_json(header), b64_json(claims), k, kind);
 }
 
 static json_t *
