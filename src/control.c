@@ -333,17 +333,20 @@ static void
 ctl_deny(evutil_socket_t fd, const struct ctl_peer *peer)
 {
 	struct log_field	 field;
+	json_t			*answer;
 	char			 uid[16];
 
 	snprintf(uid, sizeof(uid), "%u", (unsigned)peer->uid);
 	field = (struct log_field){ "uid", uid };
 	log_fields(LOG_LEVEL_WARN, &field, 1,
 	    "control: permission denied for uid %s", uid);
-	ctl_send(ctl_client_new(fd, peer), ctl_error("permission denied: "
-	    "uid %s is not root, the tenantd user%s%s%s", uid,
-	    ctl.group != NULL ? " or a member of group '" : "",
-	    ctl.group != NULL ? ctl.group : "",
-	    ctl.group != NULL ? "'" : ""), 1);
+	if (ctl.group == NULL)
+		answer = ctl_error("permission denied: uid %s is not root or "
+		    "the tenantd user", uid);
+	else
+		answer = ctl_error("permission denied: uid %s is not root, "
+		    "the tenantd user or in group '%s'", uid, ctl.group);
+	ctl_send(ctl_client_new(fd, peer), answer, 1);
 }
 
 static void
