@@ -280,4 +280,11 @@ struct ctl_command {
 };
 const struct ctl_command *ctl_command_find(const char *);
 
+/*
+ * control.c, ctl-daemon.c, tenantctl.c: limits of the control protocol. A
+ * ctl_handler borrows args and returns a new reference, or NULL with *error
+ * set to a malloc'd message that the dispatcher frees.
+ */
+#define CTL_LINE_MAX		(64 * 1024)	/* one request line, bytes */
+
 #endif /* TENANTD_H */
