@@ -157,7 +157,8 @@ ctl_send(struct ctl_client *c, json_t *answer, int close)
 	char		*s;
 
 	if (answer == NULL || (s = json_dumps(answer, JSON_COMPACT)) == NULL)
-		s = xstrdup("{\"ok\":false,\"error\":\"out of memory\"}");
+		s = xstrdup("{\"ok\":false,\"error\":\"cannot encode the "
+		    "answer (invalid UTF-8?)\"}");
 	json_decref(answer);
 	evbuffer_add(out, s, strlen(s));
 	evbuffer_add(out, "\n", 1);
