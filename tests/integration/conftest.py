@@ -24,6 +24,7 @@ TENANTD = os.environ.get("TENANTD_BIN") or str(BUILD / "tenantd")
 TENANTCTL = os.environ.get("TENANTCTL_BIN") or str(BUILD / "tenantctl")
 TENANT_ID = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 START_TIMEOUT = 20
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
 
 
 # --- certificates -----------------------------------------------------------
@@ -168,7 +169,8 @@ class Daemon:
         self.proc = subprocess.Popen([TENANTD, "-f", "-c", str(self.conf_path)],
                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, env=env)
-        threading.Thread(target=self._reader, daemon=True).start()
+        self._reader_thread = threading.Thread(target=self._reader, daemon=True)
+        self._reader_thread.start()
         if wait:
             self.wait_log(lambda l: l.get("msg") == "ready", START_TIMEOUT)
             self.listeners = [(l["scheme"], l["listen"]) for l in self.snapshot()
@@ -243,6 +245,17 @@ class Daemon:
             self.proc.wait()
             raise AssertionError("tenantd did not stop within %ss" % timeout)
 
+    def check_sanitizers(self):
+        """Fail when an ASan/UBSan build of tenantd reported anything."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.kill()
+        self._reader_thread.join(10)    # the last lines of stderr
+        text = self.stderr_text()
+        for marker in SANITIZER_MARKERS:
+            assert marker not in text, "sanitizer report from tenantd:\n" + text[-6000:]
+
     def kill(self):
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
@@ -275,7 +288,9 @@ def tenantd(tmp_path, certs):
 
     yield make
     for d in started:
-        d.kill()
+        if d.proc is not None and d.proc.poll() is None:
+            d.stop()        # gracefully, so a sanitizer build reports leaks
+        d.check_sanitizers()
 
 
 def run_tenantd(*args, timeout=30):
