@@ -75,6 +75,12 @@ int	 parse_hostport(const char *, struct sockaddr_storage *, socklen_t *,
 	    char *err, size_t errlen);
 void	 format_sockaddr(char *, size_t, const struct sockaddr *);
 void	 random_hex(char *, size_t nbytes);	/* writes 2*nbytes+1 */
+#ifndef HAVE_STRLCPY
+size_t	 strlcpy(char *, const char *, size_t);
+#endif
+#ifndef HAVE_STRLCAT
+size_t	 strlcat(char *, const char *, size_t);
+#endif
 
 /*
  * conf.c, conf-schema.c: the configuration, parsed from YAML through a
@@ -152,6 +158,30 @@ int	 secret_check_file(const char *path, char *err, size_t);
 ssize_t	 secret_read(const char *path, void *buf, size_t len,
 	    char *err, size_t);
 
+
+/* metrics.c */
+#define METRIC_ROUTE_UNMATCHED	(-1)
+void	 metrics_init(size_t nworkers);
+void	 metrics_request(size_t worker, int route, int status,
+	    uint64_t duration_us);
+void	 metrics_render(struct evbuffer *);
+
+/* ready.c */
+enum ready_state {
+	READY_OK = 0,
+	READY_DEGRADED,		/* serving, but an operator should look */
+	READY_FAIL,
+};
+void	 ready_set(const char *check, enum ready_state, const char *detail);
+json_t	*ready_json(int *all_ready);
+
+/* notify.c */
+void	 notify_ready(const char *status);
+void	 notify_reloading(void);
+void	 notify_stopping(void);
+void	 notify_status(const char *);
+int	 notify_watchdog_usec(uint64_t *);
+void	 notify_watchdog(void);
 
 /* tenantd.c: the daemon's state as the control socket sees it. */
 json_t	*daemon_status(void);		/* version, uptime, listeners, ready */
