@@ -195,6 +195,11 @@ run_wrk() {
 	local out
 	out=$(wrk -t2 -c"$CONNS" -d"$2" "$1") || die "wrk failed: $out"
 	echo "$out" >>"$work/wrk.log"
+	# Errors would make a fast failure look like throughput.
+	if echo "$out" | grep -Eq 'Non-2xx|Socket errors'; then
+		echo "$out" >&2
+		die "$1: wrk saw errors"
+	fi
 	echo "$out" | awk '/^Requests\/sec:/ { print $2 }'
 }
 
