@@ -152,6 +152,73 @@ struct config	*conf_load(const char *file, int flags, char **errors);
 struct config	*conf_ref(struct config *);
 void		 conf_unref(struct config *);
 
+/*
+ * conf.c: the schema engine; conf-schema.c: the tables it walks. A new
+ * config section is one row in the root table, a sub-table and a struct.
+ * Field storage by type: STRING, SECRET: char *; BOOL, INT, ENUM: int;
+ * DURATION_MS, DURATION_S, SIZE: uint64_t; LIST: array pointer at .offset
+ * and size_t count at .count; MAP: the struct described by .sub.
+ */
+enum conf_type {
+	CONF_STRING,
+	CONF_SECRET,		/* a secret reference, stored as its path */
+	CONF_BOOL,
+	CONF_INT,
+	CONF_DURATION_MS,	/* stored in milliseconds */
+	CONF_DURATION_S,	/* stored in seconds */
+	CONF_SIZE,		/* stored in bytes */
+	CONF_ENUM,		/* stored as the index into .names */
+	CONF_LIST,
+	CONF_MAP,
+};
+
+#define CONF_REQUIRED	0x01
+
+struct conf_ctx;
+struct conf_node;
+struct conf_key;
+typedef int	(*conf_check_fn)(struct conf_ctx *, const struct conf_node *,
+		    void *field);
+typedef int	(*conf_parse_fn)(struct conf_ctx *, const struct conf_node *,
+		    const struct conf_key *, void *field);
+typedef void	(*conf_finish_fn)(struct conf_ctx *, const struct conf_node *,
+		    void *obj);
+
+struct conf_section {
+	const struct conf_key	*keys;
+	size_t			 nkeys;
+	size_t			 size;		/* of the struct it fills */
+	conf_finish_fn		 finish;	/* cross-key checks, last */
+};
+
+struct conf_key {
+	const char		*name;
+	enum conf_type		 type;
+	size_t			 offset;
+	int			 flags;
+	const char		*def;		/* default, in file syntax */
+	const char		*min;		/* bounds in file syntax; */
+	const char		*max;		/* LIST: number of items */
+	enum conf_type		 item;		/* LIST: type of the items */
+	size_t			 count;		/* LIST: offset of the count */
+	const struct conf_section *sub;		/* MAP, LIST of MAP */
+	const char *const	*names;		/* ENUM, NULL-terminated */
+	conf_check_fn		 check;		/* each value or list item */
+	conf_parse_fn		 parse;		/* replaces the generic one */
+};
+
+extern const struct conf_section conf_root;
+
+void	 conf_error(struct conf_ctx *, const struct conf_node *,
+	    const char *, ...) PRINTFLIKE(3, 4);
+int	 conf_flags(const struct conf_ctx *);
+int	 conf_walk_map(struct conf_ctx *, const struct conf_node *,
+	    const struct conf_section *, void *obj);
+void	 conf_set_defaults(const struct conf_section *, void *obj);
+const struct conf_node *conf_node_get(const struct conf_node *map,
+	    const char *key);
+const char *conf_node_scalar(const struct conf_node *);
+
 /* secret.c: secrets are file paths or credential:NAME, never inline. */
 int	 secret_resolve(const char *ref, char **path, char *err, size_t);
 int	 secret_check_file(const char *path, char *err, size_t);
@@ -212,5 +279,12 @@ struct ctl_command {
 	const char	*summary;
 };
 const struct ctl_command *ctl_command_find(const char *);
+
+/*
+ * control.c, ctl-daemon.c, tenantctl.c: limits of the control protocol. A
+ * ctl_handler borrows args and returns a new reference, or NULL with *error
+ * set to a malloc'd message that the dispatcher frees.
+ */
+#define CTL_LINE_MAX		(64 * 1024)	/* one request line, bytes */
 
 #endif /* TENANTD_H */
