@@ -204,6 +204,8 @@ run_wrk() {
 }
 
 # --- run -----------------------------------------------------------------
+# Other work on the machine skews the numbers: record how busy it was.
+loadavg=$(cut -d' ' -f1-3 /proc/loadavg)
 start_nginx
 log "nginx on 127.0.0.1:$NGINX_PORT"
 nginx_url="https://127.0.0.1:$NGINX_PORT/livez"
@@ -242,7 +244,9 @@ if [ "$nginx_only" = 0 ]; then
 	ready_med=$(median "${ready[@]}")
 	rss_load=$(rss_kib "$TENANTD_PID")
 	tenantd_version=$("$TENANTD_BIN" -V 2>&1 | head -1)
-	commit=$(git -C "$srcdir" rev-parse --short HEAD 2>/dev/null || echo "?")
+	bindir=$(dirname "$TENANTD_BIN")
+	commit=$(git -C "$bindir" rev-parse --short HEAD 2>/dev/null || echo "?")
+	build=$(sed -n 's/^CFLAGS = //p' "$bindir/Makefile" 2>/dev/null || true)
 	stop_tenantd
 fi
 
@@ -257,8 +261,10 @@ report() {
 	echo
 	echo "## $(date -u '+%Y-%m-%d %H:%M UTC')"
 	echo
-	echo "- kernel $(uname -r); CPU $cpu; nproc $(nproc)"
-	echo "- tenantd: ${tenantd_version:-not run} (commit ${commit:-?});" \
+	echo "- kernel $(uname -r); CPU $cpu; nproc $(nproc);" \
+	    "load average before the run $loadavg"
+	echo "- tenantd: ${tenantd_version:-not run} (commit ${commit:-?}," \
+	    "CFLAGS ${build:-?});" \
 	    "nginx: $nginx_version (nginx-light); $wrk_version; $openssl_version"
 	echo "- wrk -t2 -c$CONNS -d$DURATION over TLS with keep-alive on" \
 	    "127.0.0.1, same ECDSA P-256 certificate, client and servers on" \
