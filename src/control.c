@@ -33,8 +33,8 @@ struct ctl_client {
 	struct bufferevent	*bev;
 	struct event		*timer;
 	struct ctl_peer		 peer;
-	int			 closing;	/* close once the answer is out */
-	int			 eof;		/* the peer has shut down writing */
+	int			 closing;	/* close once answered */
+	int			 eof;		/* peer shut down writing */
 };
 TAILQ_HEAD(ctl_clients, ctl_client);
 
@@ -74,12 +74,15 @@ static void
 ctl_audit(const struct ctl_peer *peer, const char *cmd, const char *outcome)
 {
 	struct log_field	 fields[3];
-	char			 actor[32];
+	char			 actor[32], first[256];
 
+	/* multi-line errors (FILE:LINE:COL lists): the first line is enough */
+	snprintf(first, sizeof(first), "%.*s", (int)strcspn(outcome, "\n"),
+	    outcome);
 	snprintf(actor, sizeof(actor), "operator:%u", (unsigned)peer->uid);
 	fields[0] = (struct log_field){ "actor", actor };
 	fields[1] = (struct log_field){ "command", cmd };
-	fields[2] = (struct log_field){ "outcome", outcome };
+	fields[2] = (struct log_field){ "outcome", first };
 	log_fields(LOG_LEVEL_INFO, fields, nitems(fields), "control: %s by %s",
 	    cmd, actor);
 }
@@ -154,7 +157,8 @@ ctl_send(struct ctl_client *c, json_t *answer, int close)
 	char		*s;
 
 	if (answer == NULL || (s = json_dumps(answer, JSON_COMPACT)) == NULL)
-		s = xstrdup("{\"ok\":false,\"error\":\"out of memory\"}");
+		s = xstrdup("{\"ok\":false,\"error\":\"cannot encode the "
+		    "answer (invalid UTF-8?)\"}");
 	json_decref(answer);
 	evbuffer_add(out, s, strlen(s));
 	evbuffer_add(out, "\n", 1);

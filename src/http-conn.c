@@ -189,6 +189,8 @@ conn_reply_done(struct evhttp_request *ev, void *arg)
 	c->busy = evbuffer_get_length(bufferevent_get_input(c->bev)) > 0;
 	if (c->busy)
 		conn_arm_deadline(c);
+	else if (c->w->stopping)	/* was mid-reply when draining began */
+		conn_drop(c);
 }
 
 /* A whole request arrived and goes to its handler. */

@@ -42,6 +42,7 @@ struct request {
 };
 
 struct bound {
+	char		 configured[64];	/* as written, port may be 0 */
 	char		 address[64];
 	int		 tls;
 	struct sockaddr_storage ss;
@@ -144,6 +145,8 @@ bind_all(const struct config *conf, char *err, size_t errlen)
 		b->sslen = conf->listen[i].sslen;
 		strlcpy(b->address, conf->listen[i].address,
 		    sizeof(b->address));
+		strlcpy(b->configured, conf->listen[i].address,
+		    sizeof(b->configured));
 		for (k = 0; k < http.nworkers; k++)
 			if (worker_bind(&http.workers[k], b, err, errlen) == -1)
 				return -1;
@@ -179,7 +182,7 @@ http_listeners_changed(const struct config *conf)
 		return 1;
 	for (i = 0; i < conf->nlisten; i++)
 		if (conf->listen[i].tls != http.bound[i].tls ||
-		    strcmp(conf->listen[i].address, http.bound[i].address) != 0)
+		    strcmp(conf->listen[i].address, http.bound[i].configured) != 0)
 			return 1;
 	return 0;
 }
@@ -430,6 +433,33 @@ http_shutdown(void (*done)(void *), void *arg)
 
 /* --- requests ------------------------------------------------------ */
 
+static const struct {
+	enum evhttp_cmd_type	 type;
+	const char		*name;
+} methods[] = {
+	{ EVHTTP_REQ_GET, "GET" },
+	{ EVHTTP_REQ_POST, "POST" },
+	{ EVHTTP_REQ_HEAD, "HEAD" },
+	{ EVHTTP_REQ_PUT, "PUT" },
+	{ EVHTTP_REQ_DELETE, "DELETE" },
+	{ EVHTTP_REQ_OPTIONS, "OPTIONS" },
+	{ EVHTTP_REQ_TRACE, "TRACE" },
+	{ EVHTTP_REQ_CONNECT, "CONNECT" },
+	{ EVHTTP_REQ_PATCH, "PATCH" },
+};
+
+static const char *
+method_name(enum evhttp_cmd_type type)
+{
+	size_t	i;
+
+	for (i = 0; i < nitems(methods); i++)
+		if (methods[i].type == type)
+			return methods[i].name;
+	return "UNKNOWN";
+}
+
+
 static int
 request_id_valid(const char *s)
 {
@@ -572,16 +602,35 @@ response_headers(struct request *req)
 		evhttp_add_header(h, "Connection", "close");
 }
 
+/* The route's pattern, never the path: paths can carry personal ids. */
+static void
+access_log(struct request *req, int status, uint64_t elapsed_us)
+{
+	char	code[8], ms[32];
+
+	snprintf(code, sizeof(code), "%d", status);
+	snprintf(ms, sizeof(ms), "%.3f", elapsed_us / 1000.0);
+	log_fields(LOG_LEVEL_DEBUG, (struct log_field[]){
+	    { "method", method_name(evhttp_request_get_command(req->ev)) },
+	    { "route", req->route >= 0 ? api_routes[req->route].pattern :
+	    "unmatched" }, { "status", code }, { "duration_ms", ms } }, 4,
+	    "request");
+}
+
 void
 http_reply_buffer(struct request *req, int status, const char *ctype,
     struct evbuffer *body)
 {
+	uint64_t	elapsed;
+
 	if (ctype != NULL)
 		http_set_header(req, "Content-Type", ctype);
 	response_headers(req);
 	evhttp_send_reply(req->ev, status, NULL, body);
-	metrics_request(req->w->index, req->route, status,
-	    now_usec() - req->start_us);
+	elapsed = now_usec() - req->start_us;
+	metrics_request(req->w->index, req->route, status, elapsed);
+	if (log_getlevel() >= LOG_LEVEL_DEBUG)
+		access_log(req, status, elapsed);
 	request_free(req);
 }
 
@@ -705,32 +754,6 @@ http_preflight(struct request *req, const char *allow)
 	http_set_header(req, "Access-Control-Allow-Headers", CORS_HEADERS);
 	http_set_header(req, "Access-Control-Max-Age", max_age);
 	http_reply(req, 204, NULL, NULL, 0);
-}
-
-static const struct {
-	enum evhttp_cmd_type	 type;
-	const char		*name;
-} methods[] = {
-	{ EVHTTP_REQ_GET, "GET" },
-	{ EVHTTP_REQ_POST, "POST" },
-	{ EVHTTP_REQ_HEAD, "HEAD" },
-	{ EVHTTP_REQ_PUT, "PUT" },
-	{ EVHTTP_REQ_DELETE, "DELETE" },
-	{ EVHTTP_REQ_OPTIONS, "OPTIONS" },
-	{ EVHTTP_REQ_TRACE, "TRACE" },
-	{ EVHTTP_REQ_CONNECT, "CONNECT" },
-	{ EVHTTP_REQ_PATCH, "PATCH" },
-};
-
-static const char *
-method_name(enum evhttp_cmd_type type)
-{
-	size_t	i;
-
-	for (i = 0; i < nitems(methods); i++)
-		if (methods[i].type == type)
-			return methods[i].name;
-	return "UNKNOWN";
 }
 
 /* Route the request; answer 404/405/403 here, else run the handler. */

@@ -7,7 +7,7 @@ import ipaddress
 import json
 import os
 import pathlib
-import signal
+import signal as signals
 import subprocess
 import threading
 import time
@@ -232,7 +232,7 @@ class Daemon:
     def signal(self, sig):
         self.proc.send_signal(sig)
 
-    def stop(self, sig=signal.SIGTERM, timeout=30):
+    def stop(self, sig=signals.SIGTERM, timeout=30):
         if self.proc is None or self.proc.poll() is not None:
             return self.proc.returncode if self.proc else None
         self.proc.send_signal(sig)

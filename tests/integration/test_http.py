@@ -1,5 +1,6 @@
 """The HTTPS server: TLS policy, limits, headers, problems, CORS, metrics."""
-import http.client
+import os
+import subprocess
 import re
 import socket
 import ssl
@@ -81,23 +82,86 @@ def test_tls12_aead_accepted(tenantd):
         assert head.startswith("HTTP/1.1 200")
 
 
-def test_tls11_refused(tenantd):
-    d = tenantd()
-    ctx = tls_context(d.certs, minimum_version=ssl.TLSVersion.TLSv1,
-                      maximum_version=ssl.TLSVersion.TLSv1_1)
-    ctx.set_ciphers("ALL:@SECLEVEL=0")
-    with pytest.raises(ssl.SSLError):
-        with tls_connect(d, ctx):
-            pass
+PERMISSIVE_OPENSSL_CNF = """openssl_conf = default_conf
+[default_conf]
+ssl_conf = ssl_sect
+[ssl_sect]
+system_default = system_default_sect
+[system_default_sect]
+MinProtocol = TLSv1
+CipherString = DEFAULT:@SECLEVEL=0
+"""
 
 
-def test_tls12_cbc_cipher_refused(tenantd):
-    d = tenantd()
-    ctx = tls_context(d.certs, maximum_version=ssl.TLSVersion.TLSv1_2)
-    ctx.set_ciphers("ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA384")
-    with pytest.raises(ssl.SSLError):
-        with tls_connect(d, ctx):
-            pass
+def s_client(port, *args, env=None):
+    r = subprocess.run(["openssl", "s_client", "-connect", "127.0.0.1:%d" % port] + list(args),
+                       input="", capture_output=True, text=True, timeout=20, env=env)
+    return r.stdout + r.stderr
+
+
+@pytest.fixture
+def permissive_openssl(tmp_path):
+    """An OpenSSL config that allows TLS 1.0/1.1 and weak ciphers, so that
+    only tenantd's own TLS policy can refuse them."""
+    cnf = tmp_path / "permissive.cnf"
+    cnf.write_text(PERMISSIVE_OPENSSL_CNF)
+    return dict(os.environ, OPENSSL_CONF=str(cnf))
+
+
+def handshake_ok(out, protocol):
+    return bool(re.search(r"Cipher is (?!\(NONE\))", out)) and ("Protocol  : %s" % protocol) in out
+
+
+def reference_server(env, certs, *args):
+    """openssl s_server with the same certificate, as a control."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    p = subprocess.Popen(["openssl", "s_server", "-accept", "127.0.0.1:%d" % port,
+                          "-cert", str(certs.cert), "-key", str(certs.key), "-www"] + list(args),
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return p, port
+        except OSError:
+            time.sleep(0.05)
+    p.kill()
+    raise AssertionError("openssl s_server did not start")
+
+
+def test_tls11_refused(tenantd, permissive_openssl):
+    env = permissive_openssl
+    d = tenantd(start=False)
+    ref, ref_port = reference_server(env, d.certs, "-tls1_1")
+    try:
+        out = s_client(ref_port, "-tls1_1", env=env)
+        assert handshake_ok(out, "TLSv1.1"), "control: the client cannot speak TLS 1.1:\n" + out
+    finally:
+        ref.kill()
+    d.start(env=env)
+    out = s_client(d.hostport()[1], "-tls1_1", env=env)
+    assert not handshake_ok(out, "TLSv1.1"), out
+    assert "alert protocol version" in out, out
+    out = s_client(d.hostport()[1], "-tls1_2", env=env)
+    assert handshake_ok(out, "TLSv1.2"), out
+
+
+def test_tls12_cbc_cipher_refused(tenantd, permissive_openssl):
+    env = permissive_openssl
+    d = tenantd(start=False)
+    cbc = "ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA384"
+    ref, ref_port = reference_server(env, d.certs)
+    try:
+        out = s_client(ref_port, "-tls1_2", "-cipher", cbc, env=env)
+        assert handshake_ok(out, "TLSv1.2"), "control failed:\n" + out
+    finally:
+        ref.kill()
+    d.start(env=env)
+    out = s_client(d.hostport()[1], "-tls1_2", "-cipher", cbc, env=env)
+    assert not handshake_ok(out, "TLSv1.2"), out
+    assert "handshake failure" in out, out
 
 
 def test_problem_document_404(tenantd):

@@ -328,7 +328,7 @@ test_denied(void)
 	chmod(dir, 0750);
 }
 
-/* A daemon killed without cleanup leaves its socket; the next one takes over. */
+/* A daemon killed without cleanup leaves its socket; the next takes over. */
 static void
 test_stale_socket(void)
 {
