@@ -53,6 +53,8 @@
 #define SCRYPT_LOG2N	17	/* N = 131072, r = 8, p = 1: 128 MiB */
 #define SCRYPT_R	8
 #define SCRYPT_P	1
+#define CTX_POOL	16	/* keyed GCM contexts kept per term */
+#define NONCE_POOL	(NONCE_LEN * 85)
 
 enum kek_kind { KEK_RAW = 1, KEK_SCRYPT = 2 };
 
@@ -72,6 +74,8 @@ struct kr_term {
 	uint64_t	reserved;	/* seals reserved in the file */
 	uint64_t	seals;		/* atomic; an upper bound */
 	uint8_t		slot[SLOT_LEN];
+	EVP_CIPHER_CTX	*pool[CTX_POOL];	/* keyed, under pool_mtx */
+	int		npool;
 };
 
 /* All key bytes, in one locked mapping excluded from core dumps. */
@@ -83,6 +87,7 @@ struct kr_secrets {
 
 struct keyring {
 	pthread_rwlock_t	 lock;
+	pthread_mutex_t		 pool_mtx;
 	char			*path;
 	struct kek_header	 kek;
 	uint64_t		 created;
@@ -123,6 +128,8 @@ static const char *const kr_errors[] = {
 	[-KEYRING_ETERM] = "value sealed under an unknown or destroyed key",
 	[-KEYRING_EIO] = "keyring file could not be updated",
 };
+
+static void	kr_ctx_flush(struct kr_term *);
 
 static const char b32_alphabet[] = "abcdefghijklmnopqrstuvwxyz234567";
 
@@ -624,6 +631,7 @@ kr_parse(struct keyring *kr, const uint8_t *buf, size_t len, char *err,
 	    kr->kek.p == 0 || kr->kek.p > 16))) {
 		snprintf(err, errlen, "keyring %s: header is malformed "
 		    "(tampered?)", kr->path);
+		kr->nterms = 0;
 		return -1;
 	}
 	want = HDR_LEN + (size_t)kr->nterms * TERM_LEN + MAC_LEN;
@@ -631,6 +639,7 @@ kr_parse(struct keyring *kr, const uint8_t *buf, size_t len, char *err,
 		snprintf(err, errlen, "keyring %s is %s (%zu bytes, expected "
 		    "%zu)", kr->path, len < want ? "truncated" :
 		    "followed by garbage", len, want);
+		kr->nterms = 0;
 		return -1;
 	}
 	return kr_parse_terms(kr, &r, err, errlen);
@@ -754,6 +763,7 @@ kr_alloc(const struct keyring_params *p)
 	    PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
 	pthread_rwlock_init(&kr->lock, &attr);
 	pthread_rwlockattr_destroy(&attr);
+	pthread_mutex_init(&kr->pool_mtx, NULL);
 	kr->path = xstrdup(p->path);
 	kr->rotate_after = p->rotate_after;
 	kr->rotate_seals = p->rotate_seals ? p->rotate_seals :
@@ -767,8 +777,13 @@ kr_alloc(const struct keyring_params *p)
 void
 keyring_free(struct keyring *kr)
 {
+	uint32_t	i;
+
 	if (kr == NULL)
 		return;
+	for (i = 0; i < MINIMUM(kr->nterms, MAX_TERMS); i++)
+		kr_ctx_flush(&kr->terms[i]);
+	pthread_mutex_destroy(&kr->pool_mtx);
 	secrets_free(kr->sec);
 	EVP_CIPHER_free(kr->gcm);
 	pthread_rwlock_destroy(&kr->lock);
@@ -1125,6 +1140,7 @@ keyring_retire(struct keyring *kr, uint32_t term, uint64_t in_use, char *err,
 		t->state = KEYRING_TERM_DESTROYED;
 		memset(t->slot, 0, SLOT_LEN);
 		if ((rv = kr_save(kr, err, errlen)) == 0) {
+			kr_ctx_flush(t);
 			OPENSSL_cleanse(kr->sec->dk[term - 1], KEY_LEN);
 			log_info("keyring %s: destroyed key term %u", kr->path,
 			    term);
@@ -1187,6 +1203,105 @@ keyring_status_json(struct keyring *kr)
 }
 
 /* --- sealing ---------------------------------------------------------- */
+
+/*
+ * Random nonces, drawn from the DRBG a buffer at a time (one RAND_bytes
+ * call costs more than sealing 1 KiB). The buffer is per thread and
+ * dropped after fork, so two processes never share it.
+ */
+static void
+kr_nonce(uint8_t *nonce)
+{
+	static __thread uint8_t	pool[NONCE_POOL];
+	static __thread size_t	used = NONCE_POOL;
+	static __thread pid_t	pid;
+
+	if (used == NONCE_POOL || pid != getpid()) {
+		random_bytes(pool, sizeof(pool));
+		pid = getpid();
+		used = 0;
+	}
+	memcpy(nonce, pool + used, NONCE_LEN);
+	OPENSSL_cleanse(pool + used, NONCE_LEN);
+	used += NONCE_LEN;
+}
+
+/* A GCM context keyed with term idx's data key; caller holds the rdlock. */
+static EVP_CIPHER_CTX *
+kr_ctx_get(struct keyring *kr, uint32_t idx)
+{
+	struct kr_term	*t = &kr->terms[idx];
+	EVP_CIPHER_CTX	*ctx = NULL;
+
+	pthread_mutex_lock(&kr->pool_mtx);
+	if (t->npool > 0)
+		ctx = t->pool[--t->npool];
+	pthread_mutex_unlock(&kr->pool_mtx);
+	if (ctx != NULL)
+		return ctx;
+	if ((ctx = EVP_CIPHER_CTX_new()) == NULL ||
+	    EVP_CipherInit_ex2(ctx, kr->gcm, kr->sec->dk[idx], NULL, 1,
+	    NULL) != 1)
+		fatalx("keyring: cannot set up AES-256-GCM");
+	return ctx;
+}
+
+static void
+kr_ctx_put(struct keyring *kr, uint32_t idx, EVP_CIPHER_CTX *ctx)
+{
+	struct kr_term	*t = &kr->terms[idx];
+
+	pthread_mutex_lock(&kr->pool_mtx);
+	if (t->npool < CTX_POOL) {
+		t->pool[t->npool++] = ctx;
+		ctx = NULL;
+	}
+	pthread_mutex_unlock(&kr->pool_mtx);
+	EVP_CIPHER_CTX_free(ctx);	/* cleanses the key schedule */
+}
+
+/* Free a term's contexts: with the wrlock held, or when freeing. */
+static void
+kr_ctx_flush(struct kr_term *t)
+{
+	while (t->npool > 0)
+		EVP_CIPHER_CTX_free(t->pool[--t->npool]);
+}
+
+static int
+kr_gcm_tag(EVP_CIPHER_CTX *ctx, int set, uint8_t *tag)
+{
+	OSSL_PARAM	params[2];
+
+	params[0] = OSSL_PARAM_construct_octet_string(
+	    OSSL_CIPHER_PARAM_AEAD_TAG, tag, TAG_LEN);
+	params[1] = OSSL_PARAM_construct_end();
+	return set ? EVP_CIPHER_CTX_set_params(ctx, params) :
+	    EVP_CIPHER_CTX_get_params(ctx, params);
+}
+
+/* Seal or open a value with term idx: hdr and aad are authenticated. */
+static int
+kr_value_crypt(struct keyring *kr, uint32_t idx, int enc, const uint8_t *hdr,
+    const void *aad, size_t aadlen, const uint8_t *in, size_t len,
+    uint8_t *out, uint8_t *tag)
+{
+	EVP_CIPHER_CTX	*ctx = kr_ctx_get(kr, idx);
+	int		 n, ok;
+
+	ok = EVP_CipherInit_ex2(ctx, NULL, NULL, hdr + 5, enc, NULL) == 1 &&
+	    EVP_CipherUpdate(ctx, NULL, &n, hdr, SEAL_HDR) == 1 &&
+	    (aadlen == 0 || EVP_CipherUpdate(ctx, NULL, &n, aad,
+	    (int)aadlen) == 1) &&
+	    (len == 0 || EVP_CipherUpdate(ctx, out, &n, in, (int)len) == 1);
+	if (ok && !enc)
+		ok = kr_gcm_tag(ctx, 1, tag) == 1;
+	ok = ok && EVP_CipherFinal_ex(ctx, out + len, &n) == 1;
+	if (ok && enc)
+		ok = kr_gcm_tag(ctx, 0, tag) == 1;
+	kr_ctx_put(kr, idx, ctx);
+	return ok ? 0 : -1;
+}
 
 static int
 kr_due(struct keyring *kr, struct kr_term *t, time_t now)
@@ -1254,9 +1369,9 @@ keyring_seal(struct keyring *kr, const void *aad, size_t aadlen,
 	}
 	out[0] = SEAL_VERSION;
 	put32(out + 1, t->term);
-	random_bytes(out + 5, NONCE_LEN);
-	rv = gcm_crypt(kr->gcm, 1, kr->sec->dk[kr->active], out + 5, out,
-	    SEAL_HDR, aad, aadlen, in, len, out + SEAL_HDR, NULL);
+	kr_nonce(out + 5);
+	rv = kr_value_crypt(kr, kr->active, 1, out, aad, aadlen, in, len,
+	    out + SEAL_HDR, out + SEAL_HDR + len);
 	pthread_rwlock_unlock(&kr->lock);
 	return rv == 0 ? KEYRING_OK : KEYRING_EIO;
 }
@@ -1274,6 +1389,7 @@ int
 keyring_open(struct keyring *kr, const void *aad, size_t aadlen,
     const uint8_t *in, size_t len, uint8_t *out)
 {
+	uint8_t		tag[TAG_LEN];
 	uint32_t	term;
 	size_t		ctlen;
 	int		rv;
@@ -1281,13 +1397,13 @@ keyring_open(struct keyring *kr, const void *aad, size_t aadlen,
 	if ((rv = keyring_sealed_term(in, len, &term)) != KEYRING_OK)
 		return rv;
 	ctlen = len - KEYRING_SEAL_OVERHEAD;
+	memcpy(tag, in + SEAL_HDR + ctlen, TAG_LEN);
 	pthread_rwlock_rdlock(&kr->lock);
 	if (term < 1 || term > kr->nterms ||
 	    kr->terms[term - 1].state == KEYRING_TERM_DESTROYED)
 		rv = KEYRING_ETERM;
-	else if (gcm_crypt(kr->gcm, 0, kr->sec->dk[term - 1], in + 5, in,
-	    SEAL_HDR, aad, aadlen, in + SEAL_HDR, ctlen, out,
-	    in + SEAL_HDR + ctlen) != 0) {
+	else if (kr_value_crypt(kr, term - 1, 0, in, aad, aadlen,
+	    in + SEAL_HDR, ctlen, out, tag) != 0) {
 		OPENSSL_cleanse(out, ctlen);
 		rv = KEYRING_EAUTH;
 	}
