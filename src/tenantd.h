@@ -75,6 +75,12 @@ int	 parse_hostport(const char *, struct sockaddr_storage *, socklen_t *,
 	    char *err, size_t errlen);
 void	 format_sockaddr(char *, size_t, const struct sockaddr *);
 void	 random_hex(char *, size_t nbytes);	/* writes 2*nbytes+1 */
+#ifndef HAVE_STRLCPY
+size_t	 strlcpy(char *, const char *, size_t);
+#endif
+#ifndef HAVE_STRLCAT
+size_t	 strlcat(char *, const char *, size_t);
+#endif
 
 /*
  * conf.c, conf-schema.c: the configuration, parsed from YAML through a
@@ -145,6 +151,73 @@ struct config {
 struct config	*conf_load(const char *file, int flags, char **errors);
 struct config	*conf_ref(struct config *);
 void		 conf_unref(struct config *);
+
+/*
+ * conf.c: the schema engine; conf-schema.c: the tables it walks. A new
+ * config section is one row in the root table, a sub-table and a struct.
+ * Field storage by type: STRING, SECRET: char *; BOOL, INT, ENUM: int;
+ * DURATION_MS, DURATION_S, SIZE: uint64_t; LIST: array pointer at .offset
+ * and size_t count at .count; MAP: the struct described by .sub.
+ */
+enum conf_type {
+	CONF_STRING,
+	CONF_SECRET,		/* a secret reference, stored as its path */
+	CONF_BOOL,
+	CONF_INT,
+	CONF_DURATION_MS,	/* stored in milliseconds */
+	CONF_DURATION_S,	/* stored in seconds */
+	CONF_SIZE,		/* stored in bytes */
+	CONF_ENUM,		/* stored as the index into .names */
+	CONF_LIST,
+	CONF_MAP,
+};
+
+#define CONF_REQUIRED	0x01
+
+struct conf_ctx;
+struct conf_node;
+struct conf_key;
+typedef int	(*conf_check_fn)(struct conf_ctx *, const struct conf_node *,
+		    void *field);
+typedef int	(*conf_parse_fn)(struct conf_ctx *, const struct conf_node *,
+		    const struct conf_key *, void *field);
+typedef void	(*conf_finish_fn)(struct conf_ctx *, const struct conf_node *,
+		    void *obj);
+
+struct conf_section {
+	const struct conf_key	*keys;
+	size_t			 nkeys;
+	size_t			 size;		/* of the struct it fills */
+	conf_finish_fn		 finish;	/* cross-key checks, last */
+};
+
+struct conf_key {
+	const char		*name;
+	enum conf_type		 type;
+	size_t			 offset;
+	int			 flags;
+	const char		*def;		/* default, in file syntax */
+	const char		*min;		/* bounds in file syntax; */
+	const char		*max;		/* LIST: number of items */
+	enum conf_type		 item;		/* LIST: type of the items */
+	size_t			 count;		/* LIST: offset of the count */
+	const struct conf_section *sub;		/* MAP, LIST of MAP */
+	const char *const	*names;		/* ENUM, NULL-terminated */
+	conf_check_fn		 check;		/* each value or list item */
+	conf_parse_fn		 parse;		/* replaces the generic one */
+};
+
+extern const struct conf_section conf_root;
+
+void	 conf_error(struct conf_ctx *, const struct conf_node *,
+	    const char *, ...) PRINTFLIKE(3, 4);
+int	 conf_flags(const struct conf_ctx *);
+int	 conf_walk_map(struct conf_ctx *, const struct conf_node *,
+	    const struct conf_section *, void *obj);
+void	 conf_set_defaults(const struct conf_section *, void *obj);
+const struct conf_node *conf_node_get(const struct conf_node *map,
+	    const char *key);
+const char *conf_node_scalar(const struct conf_node *);
 
 /* secret.c: secrets are file paths or credential:NAME, never inline. */
 int	 secret_resolve(const char *ref, char **path, char *err, size_t);
@@ -270,6 +343,30 @@ int	 store_scan(struct store *, const char *db, const void *prefix,
 int	 store_count_term(struct store *, uint32_t term, uint64_t *count);
 int	 store_rewrap(struct store *, size_t limit, size_t *rewrapped);
 
+/* metrics.c */
+#define METRIC_ROUTE_UNMATCHED	(-1)
+void	 metrics_init(size_t nworkers);
+void	 metrics_request(size_t worker, int route, int status,
+	    uint64_t duration_us);
+void	 metrics_render(struct evbuffer *);
+
+/* ready.c */
+enum ready_state {
+	READY_OK = 0,
+	READY_DEGRADED,		/* serving, but an operator should look */
+	READY_FAIL,
+};
+void	 ready_set(const char *check, enum ready_state, const char *detail);
+json_t	*ready_json(int *all_ready);
+
+/* notify.c */
+void	 notify_ready(const char *status);
+void	 notify_reloading(void);
+void	 notify_stopping(void);
+void	 notify_status(const char *);
+int	 notify_watchdog_usec(uint64_t *);
+void	 notify_watchdog(void);
+
 /* tenantd.c: the daemon's state as the control socket sees it. */
 json_t	*daemon_status(void);		/* version, uptime, listeners, ready */
 int	 daemon_reload(char **errors);	/* 0, or -1 with errors set */
@@ -299,5 +396,12 @@ struct ctl_command {
 	const char	*summary;
 };
 const struct ctl_command *ctl_command_find(const char *);
+
+/*
+ * control.c, ctl-daemon.c, tenantctl.c: limits of the control protocol. A
+ * ctl_handler borrows args and returns a new reference, or NULL with *error
+ * set to a malloc'd message that the dispatcher frees.
+ */
+#define CTL_LINE_MAX		(64 * 1024)	/* one request line, bytes */
 
 #endif /* TENANTD_H */
