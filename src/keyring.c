@@ -359,16 +359,16 @@ static int
 kek_raw(const char *ref, const struct kek_header *h, uint8_t *kek,
     char *err, size_t errlen)
 {
-	uint8_t	buf[KEY_LEN + 1];
+	uint8_t	buf[KEY_LEN];
 	size_t	len;
 	int	rv = -1;
 
+	/* secret_read refuses a file longer than the buffer. */
 	if (kek_read_file(ref, buf, sizeof(buf), &len, err, errlen) == -1)
 		return -1;
 	if (len != KEY_LEN)
 		snprintf(err, errlen, "KEK %s: expected exactly %d random "
-		    "bytes, found %s%zu", ref, KEY_LEN,
-		    len > KEY_LEN ? "more than " : "", MINIMUM(len, KEY_LEN));
+		    "bytes, found %zu", ref, KEY_LEN, len);
 	else {
 		memcpy(kek, buf, KEY_LEN);
 		rv = 0;
