@@ -445,24 +445,59 @@ store_apply_op(struct store *st, MDB_txn *txn, struct store_batch *b,
 	return EINVAL;
 }
 
+static int
+store_apply_ops(struct store *st, MDB_txn *txn, struct store_batch *b)
+{
+	size_t	i;
+	int	rc = 0;
+
+	b->rewrapped = 0;
+	for (i = 0; i < b->nops && rc == 0; i++)
+		rc = store_apply_op(st, txn, b, &b->ops[i]);
+	return rc;
+}
+
 /* One batch in a child transaction, so that a failure undoes it alone. */
 static int
 store_apply_batch(struct store *st, MDB_txn *parent, struct store_batch *b)
 {
 	MDB_txn	*txn;
-	size_t	 i;
 	int	 rc;
 
 	if ((rc = mdb_txn_begin(st->env, parent, 0, &txn)) != 0)
 		return rc;
-	b->rewrapped = 0;
-	for (i = 0; i < b->nops && rc == 0; i++)
-		rc = store_apply_op(st, txn, b, &b->ops[i]);
-	if (rc != 0)
+	if ((rc = store_apply_ops(st, txn, b)) != 0)
 		mdb_txn_abort(txn);
 	else
 		rc = mdb_txn_commit(txn);
 	return rc;
+}
+
+/*
+ * The common case: every batch applies. Try them all in one transaction
+ * without child transactions; on any error the caller starts over with
+ * one child transaction per batch.
+ */
+static int
+store_commit_fast(struct store *st, struct store_batch **batches, size_t n)
+{
+	MDB_txn	*txn;
+	size_t	 i;
+	int	 rc;
+
+	if ((rc = store_txn_begin(st, NULL, 0, &txn)) != 0)
+		return rc;
+	for (i = 0; i < n && rc == 0; i++)
+		rc = store_apply_ops(st, txn, batches[i]);
+	if (rc != 0) {
+		mdb_txn_abort(txn);
+		return rc;
+	}
+	if ((rc = mdb_txn_commit(txn)) != 0)
+		return rc;
+	for (i = 0; i < n; i++)
+		batches[i]->status = STORE_OK;
+	return 0;
 }
 
 static int
@@ -519,6 +554,8 @@ store_commit_group(struct store *st, struct store_batch **batches, size_t n)
 	size_t	i = 0;
 	int	grow;
 
+	if (store_commit_fast(st, batches, n) == 0)
+		return;
 	while (i < n) {
 		i = store_commit_some(st, batches, i, n, &grow);
 		if (grow && store_grow(st) == -1 && i < n)
