@@ -40,7 +40,8 @@
 #define MAC_LEN		32
 #define MAX_TERMS	256
 #define HDR_LEN		(8 + 2 + 1 + 1 + 4 + 4 + SALT_LEN + FP_LEN + \
-			 SLOT_LEN + 8 + 1 + FP_LEN + SLOT_LEN + 4 + SLOT_LEN + 4)
+			 SLOT_LEN + 8 + 1 + FP_LEN + SLOT_LEN + 4 + \
+			 SLOT_LEN + 4)
 #define TERM_LEN	(4 + 1 + 8 + 8 + SLOT_LEN)
 #define FILE_MAX	(HDR_LEN + MAX_TERMS * TERM_LEN + MAC_LEN)
 #define SEAL_VERSION	1
@@ -96,7 +97,7 @@ struct keyring {
 	uint8_t			 recovery_slot[SLOT_LEN];
 	uint32_t		 pseudo_gen;
 	uint8_t			 pseudo_slot[SLOT_LEN];
-	struct kr_term		 terms[MAX_TERMS];	/* terms[i].term == i+1 */
+	struct kr_term		 terms[MAX_TERMS];	/* term i+1 */
 	uint32_t		 nterms;
 	uint32_t		 active;		/* index */
 	uint64_t		 rotate_after, rotate_seals;

@@ -371,10 +371,11 @@ store_count_term(struct store *st, uint32_t term, uint64_t *count)
 	for (i = 0; i < st->ndbs && rc == 0; i++) {
 		if ((rc = mdb_cursor_open(txn, st->dbs[i].dbi, &cur)) != 0)
 			break;
+		/* A value whose header cannot be read counts as in use. */
 		while ((rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0)
 			if (keyring_sealed_term(v.mv_data, v.mv_size, &t) !=
 			    KEYRING_OK || t == term)
-				(*count)++;	/* unreadable counts as in use */
+				(*count)++;
 		mdb_cursor_close(cur);
 		if (rc == MDB_NOTFOUND)
 			rc = 0;
