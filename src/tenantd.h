@@ -225,6 +225,123 @@ int	 secret_check_file(const char *path, char *err, size_t);
 ssize_t	 secret_read(const char *path, void *buf, size_t len,
 	    char *err, size_t);
 
+/*
+ * keyring.c: the only code that touches key bytes. A KEK (from a file, a
+ * systemd credential or a passphrase file) unwraps a keyring master key,
+ * which wraps numbered AES-256 data keys and the pseudonymization key.
+ */
+#define KEYRING_SEAL_OVERHEAD	33	/* version, term, nonce, GCM tag */
+#define KEYRING_RECOVERY_LEN	48	/* "XXXX-XXXX-...-XXXX" + NUL */
+#define KEYRING_PSEUDONYM_LEN	29	/* "p_" + 26 base32 + NUL */
+#define KEYRING_ROTATE_SEALS	(1ULL << 30)
+
+enum keyring_status {
+	KEYRING_OK = 0,
+	KEYRING_EAUTH = -1,	/* sealed value failed authentication */
+	KEYRING_EFORMAT = -2,	/* not a sealed value / unknown version */
+	KEYRING_ETERM = -3,	/* unknown or destroyed key term */
+	KEYRING_EIO = -4,	/* keyring file could not be updated */
+};
+
+enum keyring_term_state {
+	KEYRING_TERM_ACTIVE = 1,
+	KEYRING_TERM_DECRYPT_ONLY = 2,
+	KEYRING_TERM_DESTROYED = 3,
+};
+
+struct keyring_params {
+	const char	*path;		/* the keyring file */
+	const char	*kek;		/* file:PATH | credential:NAME |
+					   passphrase-file:PATH */
+	uint64_t	 rotate_after;	/* seconds; 0: no age rotation */
+	uint64_t	 rotate_seals;	/* 0: KEYRING_ROTATE_SEALS */
+	int		 create;	/* create the keyring if missing */
+	int		 recovery;	/* at creation, make a recovery key */
+	unsigned	 scrypt_log2n;	/* 0: 17 (passphrase KEKs, creation) */
+};
+
+struct keyring;
+
+/*
+ * Load (or, with params->create, create) the keyring. When a keyring is
+ * created with params->recovery, the recovery key is written once to
+ * recovery (KEYRING_RECOVERY_LEN bytes) and *created is set.
+ */
+int	 keyring_load(const struct keyring_params *, struct keyring **,
+	    int *created, char *recovery, char *err, size_t errlen);
+void	 keyring_free(struct keyring *);
+int	 keyring_recover(const struct keyring_params *, const char *recovery,
+	    char *err, size_t errlen);
+int	 keyring_rotate(struct keyring *, uint32_t *term, char *err, size_t);
+int	 keyring_retire(struct keyring *, uint32_t term, uint64_t in_use,
+	    char *err, size_t);
+uint32_t keyring_active_term(struct keyring *);
+int	 keyring_term_state(struct keyring *, uint32_t term);	/* 0: none */
+json_t	*keyring_status_json(struct keyring *);
+int	 keyring_seal(struct keyring *, const void *aad, size_t aadlen,
+	    const void *in, size_t len, uint8_t *out);	/* len + OVERHEAD */
+int	 keyring_open(struct keyring *, const void *aad, size_t aadlen,
+	    const uint8_t *in, size_t len, uint8_t *out);	/* len - OVERHEAD */
+int	 keyring_sealed_term(const uint8_t *, size_t, uint32_t *term);
+const char *keyring_strerror(int);
+int	 keyring_pseudonym(struct keyring *, const char *tenant_id,
+	    const char *oid, char *out);	/* KEYRING_PSEUDONYM_LEN */
+void	 keyring_protect_process(void);	/* PR_SET_DUMPABLE 0, no core */
+
+/*
+ * store.c, store-writer.c: the only code that calls mdb_*. One LMDB
+ * environment with named databases; every value sealed by the keyring;
+ * writes go through one writer thread that commits batches in groups.
+ */
+enum store_status {
+	STORE_OK = 0,
+	STORE_NOTFOUND = -1,	/* no such record */
+	STORE_FULL = -2,	/* storage.max_size (or the disk) is full */
+	STORE_CORRUPT = -3,	/* a value failed authentication */
+	STORE_KEY = -4,		/* a value's key term is unknown/destroyed */
+	STORE_INVALID = -5,	/* bad argument: unknown db, size limits */
+	STORE_IO = -6,		/* LMDB or system error (logged) */
+	STORE_CLOSED = -7,	/* the store is shutting down */
+};
+
+struct store_params {
+	const char	 *dir;		/* environment directory (made 0700) */
+	const char *const *dbs;		/* named databases, NULL-terminated */
+	uint64_t	  max_size;	/* bytes; the map never grows beyond */
+	uint64_t	  initial_size;	/* 0: MINIMUM(64 MiB, max_size) */
+	unsigned	  max_readers;	/* 0: 126 */
+	size_t		  max_value;	/* 0: 1 MiB */
+	struct keyring	 *keyring;
+};
+
+struct store;
+struct store_batch;
+/* Called on the submitter's event_base thread after the durable commit. */
+typedef void (*store_done_fn)(int status, void *arg);
+/* Scan callback: 0 continue, 1 stop, or a negative store_status. */
+typedef int (*store_scan_fn)(const void *key, size_t keylen,
+    const void *val, size_t vallen, void *arg);
+
+int	 store_open(const struct store_params *, struct store **,
+	    char *err, size_t errlen);
+void	 store_close(struct store *);	/* drains pending writes */
+const char *store_strerror(int);
+int	 store_set_max_size(struct store *, uint64_t);
+struct store_batch *store_batch_new(struct store *);
+int	 store_batch_put(struct store_batch *, const char *db,
+	    const void *key, size_t keylen, const void *val, size_t vallen);
+int	 store_batch_del(struct store_batch *, const char *db,
+	    const void *key, size_t keylen);
+void	 store_batch_free(struct store_batch *);
+int	 store_submit(struct store_batch *, struct event_base *,
+	    store_done_fn, void *arg);	/* takes the batch */
+int	 store_write(struct store_batch *);	/* synchronous; frees it */
+int	 store_get(struct store *, const char *db, const void *key,
+	    size_t keylen, void **val, size_t *vallen);	/* free(*val) */
+int	 store_scan(struct store *, const char *db, const void *prefix,
+	    size_t prefixlen, store_scan_fn, void *arg);
+int	 store_count_term(struct store *, uint32_t term, uint64_t *count);
+int	 store_rewrap(struct store *, size_t limit, size_t *rewrapped);
 
 /* metrics.c */
 #define METRIC_ROUTE_UNMATCHED	(-1)
