@@ -1,3 +1,333 @@
-/* conf-schema.c: placeholder, being written this session. */
+/*
+ * conf-schema.c: the configuration schema, one table per section, and the
+ * checks that a type alone cannot express. conf.c walks these tables.
+ */
 #include "config.h"
+
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <ctype.h>
+#include <errno.h>
+#include <grp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
 #include "tenantd.h"
+
+#define OFF(type, field)	offsetof(struct type, field)
+#define SECTION(keys, type, finish) \
+	{ keys, nitems(keys), sizeof(struct type), finish }
+
+/* Value checks. */
+
+static int
+check_guid(struct conf_ctx *ctx, const struct conf_node *node, void *field)
+{
+	char	*s = *(char **)field;
+	size_t	 i;
+
+	for (i = 0; s[i] != '\0'; i++) {
+		if (i == 8 || i == 13 || i == 18 || i == 23) {
+			if (s[i] != '-')
+				break;
+		} else if (!isxdigit((unsigned char)s[i]))
+			break;
+		s[i] = tolower((unsigned char)s[i]);
+	}
+	if (i == 36 && s[i] == '\0')
+		return 0;
+	conf_error(ctx, node, "'%s' is not a GUID like "
+	    "72f988bf-86f1-41af-91ab-2d7cd011db47", s);
+	return -1;
+}
+
+static int
+check_address(struct conf_ctx *ctx, const struct conf_node *node,
+    void *field)
+{
+	struct sockaddr_storage	ss;
+	socklen_t		sslen;
+	char			err[128];
+
+	if (parse_hostport(*(char **)field, &ss, &sslen, err,
+	    sizeof(err)) == 0)
+		return 0;
+	conf_error(ctx, node, "%s (like 0.0.0.0:8443, [::]:8443, *:8443)",
+	    err);
+	return -1;
+}
+
+static int
+check_readable(struct conf_ctx *ctx, const struct conf_node *node,
+    void *field)
+{
+	const char	*path = *(char **)field;
+
+	if ((conf_flags(ctx) & CONF_NO_SECRETS) || access(path, R_OK) == 0)
+		return 0;
+	conf_error(ctx, node, "cannot read %s: %s", path, strerror(errno));
+	return -1;
+}
+
+static int
+check_socket_path(struct conf_ctx *ctx, const struct conf_node *node,
+    void *field)
+{
+	struct sockaddr_un	sun;
+	size_t			len = strlen(*(char **)field);
+
+	if (len < sizeof(sun.sun_path))
+		return 0;
+	conf_error(ctx, node, "path is %zu bytes, a unix socket allows at "
+	    "most %zu", len, sizeof(sun.sun_path) - 1);
+	return -1;
+}
+
+static int
+check_group(struct conf_ctx *ctx, const struct conf_node *node, void *field)
+{
+	struct group	 gr, *res = NULL;
+	size_t		 len = 64 * 1024;
+	char		*buf = xmalloc(len);
+	int		 rc;
+
+	rc = getgrnam_r(*(char **)field, &gr, buf, len, &res);
+	free(buf);
+	if (rc == 0 && res != NULL)
+		return 0;
+	conf_error(ctx, node, "group '%s' does not exist", *(char **)field);
+	return -1;
+}
+
+/* Origins. */
+
+/* Host and optional port of an origin: "host", "[v6]", "host:port". */
+static const char *
+origin_host_problem(const char *host, int *localhost)
+{
+	size_t	hlen;
+	char	*end;
+	long	port;
+
+	if (host[0] == '[')
+		hlen = strspn(host + 1, "0123456789abcdef:") + 1;
+	else
+		hlen = strspn(host, "abcdefghijklmnopqrstuvwxyz0123456789.-");
+	if (host[0] == '[' && host[hlen++] != ']')
+		return "has an invalid IPv6 host";
+	if (hlen == 0 || (host[hlen] != '\0' && host[hlen] != ':'))
+		return strpbrk(host, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") ?
+		    "must be lowercase" : "has an invalid host";
+	*localhost = (hlen == 9 && strncmp(host, "localhost", 9) == 0) ||
+	    (hlen == 9 && strncmp(host, "127.0.0.1", 9) == 0) ||
+	    (hlen == 5 && strncmp(host, "[::1]", 5) == 0);
+	if (host[hlen] == '\0')
+		return NULL;
+	errno = 0;
+	port = strtol(host + hlen + 1, &end, 10);
+	if (!isdigit((unsigned char)host[hlen + 1]) || *end != '\0' ||
+	    port < 1 || port > 65535)
+		return "has an invalid port";
+	return NULL;
+}
+
+static const char *
+origin_problem(const char *origin)
+{
+	const char	*host, *problem;
+	size_t		 hlen;
+	int		 localhost = 0, https;
+
+	if (strchr(origin, '*') != NULL)
+		return "is a wildcard; list each origin exactly";
+	https = strncmp(origin, "https://", 8) == 0;
+	if (!https && strncmp(origin, "http://", 7) != 0)
+		return "must start with https://";
+	host = origin + (https ? 8 : 7);
+	hlen = strcspn(host, "/?#");
+	if (host[hlen] == '/' && host[hlen + 1] == '\0')
+		return "must not end with '/'";
+	if (host[hlen] != '\0')
+		return "must not have a path, query or fragment";
+	if ((problem = origin_host_problem(host, &localhost)) != NULL)
+		return problem;
+	if (!https && !localhost)
+		return "must use https:// (http:// only for localhost)";
+	return NULL;
+}
+
+static int
+check_origin(struct conf_ctx *ctx, const struct conf_node *node, void *field)
+{
+	const char	*origin = *(char **)field, *problem;
+
+	if ((problem = origin_problem(origin)) == NULL)
+		return 0;
+	conf_error(ctx, node, "origin '%s' %s", origin, problem);
+	return -1;
+}
+
+/* Sections. */
+
+static const char *const log_level_names[] = {
+	/* In the order of enum log_level. */
+	"error", "warn", "info", "debug", NULL
+};
+
+static const struct conf_key log_keys[] = {
+	{ "level", CONF_ENUM, OFF(config, log_level), .def = "info",
+	    .names = log_level_names },
+};
+
+static void
+listen_finish(struct conf_ctx *ctx, const struct conf_node *map, void *obj)
+{
+	struct listen_conf	*l = obj;
+	const struct conf_node	*tls = conf_node_get(map, "tls");
+	char			 err[128];
+
+	if (l->address == NULL ||
+	    parse_hostport(l->address, &l->ss, &l->sslen, err,
+	    sizeof(err)) == -1)
+		return;		/* reported by check_address */
+	if (!l->tls && !is_loopback_addr((struct sockaddr *)&l->ss))
+		conf_error(ctx, tls != NULL ? tls : map, "tls: false is only "
+		    "allowed on a loopback address, not %s", l->address);
+}
+
+static const struct conf_key listen_keys[] = {
+	{ "address", CONF_STRING, OFF(listen_conf, address),
+	    .flags = CONF_REQUIRED, .check = check_address },
+	{ "tls", CONF_BOOL, OFF(listen_conf, tls), .def = "true" },
+};
+static const struct conf_section listen_section =
+    SECTION(listen_keys, listen_conf, listen_finish);
+
+static const struct conf_key tls_keys[] = {
+	{ "certificate", CONF_STRING, OFF(tls_conf, certificate),
+	    .flags = CONF_REQUIRED, .check = check_readable },
+	{ "key", CONF_SECRET, OFF(tls_conf, key), .flags = CONF_REQUIRED },
+	{ "hsts_max_age", CONF_DURATION_S, OFF(tls_conf, hsts_max_age),
+	    .def = "365d", .min = "0", .max = "730d" },
+};
+static const struct conf_section tls_section =
+    SECTION(tls_keys, tls_conf, NULL);
+
+/* tls: a map, or "self-signed" for a certificate the daemon generates. */
+static int
+tls_parse(struct conf_ctx *ctx, const struct conf_node *node,
+    const struct conf_key *key, void *field)
+{
+	const char	*text = conf_node_scalar(node);
+
+	if (text != NULL && strcmp(text, "self-signed") == 0) {
+		((struct tls_conf *)field)->self_signed = 1;
+		return 0;
+	}
+	if (text != NULL) {
+		conf_error(ctx, node, "expected a map or 'self-signed', got "
+		    "'%s'", text);
+		return -1;
+	}
+	return conf_walk_map(ctx, node, key->sub, field);
+}
+
+static const struct conf_key http_keys[] = {
+	{ "workers", CONF_INT, OFF(http_conf, workers), .def = "0",
+	    .min = "0", .max = "256" },
+	{ "max_connections", CONF_INT, OFF(http_conf, max_connections),
+	    .def = "1024", .min = "1", .max = "100000" },
+	{ "max_header_size", CONF_SIZE, OFF(http_conf, max_header_size),
+	    .def = "16KiB", .min = "1KiB", .max = "1MiB" },
+	{ "max_body_size", CONF_SIZE, OFF(http_conf, max_body_size),
+	    .def = "1MiB", .min = "1KiB", .max = "1GiB" },
+	{ "idle_timeout", CONF_DURATION_MS, OFF(http_conf, idle_timeout),
+	    .def = "60s", .min = "1s", .max = "1h" },
+	{ "request_timeout", CONF_DURATION_MS,
+	    OFF(http_conf, request_timeout), .def = "30s", .min = "1s",
+	    .max = "10m" },
+	{ "shutdown_timeout", CONF_DURATION_MS,
+	    OFF(http_conf, shutdown_timeout), .def = "10s", .min = "0",
+	    .max = "10m" },
+};
+static const struct conf_section http_section =
+    SECTION(http_keys, http_conf, NULL);
+
+static const struct conf_key cors_keys[] = {
+	{ "allowed_origins", CONF_LIST, OFF(cors_conf, origins),
+	    .item = CONF_STRING, .count = OFF(cors_conf, norigins),
+	    .max = "64", .check = check_origin },
+	{ "max_age", CONF_DURATION_S, OFF(cors_conf, max_age), .def = "10m",
+	    .min = "0", .max = "1d" },
+};
+static const struct conf_section cors_section =
+    SECTION(cors_keys, cors_conf, NULL);
+
+static const struct conf_key metrics_keys[] = {
+	{ "allow_remote", CONF_BOOL, OFF(metrics_conf, allow_remote),
+	    .def = "false" },
+};
+static const struct conf_section metrics_section =
+    SECTION(metrics_keys, metrics_conf, NULL);
+
+static const struct conf_key control_keys[] = {
+	{ "socket", CONF_STRING, OFF(control_conf, socket),
+	    .def = "/run/tenantd/control.sock", .check = check_socket_path },
+	{ "group", CONF_STRING, OFF(control_conf, group),
+	    .check = check_group },
+};
+static const struct conf_section control_section =
+    SECTION(control_keys, control_conf, NULL);
+
+/* The top level. */
+
+static void
+root_finish(struct conf_ctx *ctx, const struct conf_node *map, void *obj)
+{
+	struct config	*conf = obj;
+	struct tls_conf	*tls = &conf->tls;
+	size_t		 i;
+
+	for (i = 0; i < conf->nlisten; i++) {
+		if (conf->listen[i].tls &&
+		    conf_node_get(map, "tls") == NULL) {
+			conf_error(ctx, map, "missing required key 'tls' "
+			    "(listen[%zu] has tls: true)", i);
+			break;
+		}
+	}
+	if (tls->self_signed && conf->state_dir != NULL) {
+		free(tls->certificate);
+		free(tls->key);
+		xasprintf(&tls->certificate, "%s/tls/cert.pem",
+		    conf->state_dir);
+		xasprintf(&tls->key, "%s/tls/key.pem", conf->state_dir);
+	}
+}
+
+static const struct conf_section log_section =
+    SECTION(log_keys, config, NULL);
+
+static const struct conf_key root_keys[] = {
+	{ "tenant_id", CONF_STRING, OFF(config, tenant_id),
+	    .flags = CONF_REQUIRED, .check = check_guid },
+	{ "state_dir", CONF_STRING, OFF(config, state_dir),
+	    .def = "/var/lib/tenantd" },
+	{ "log", CONF_MAP, 0, .sub = &log_section },
+	{ "listen", CONF_LIST, OFF(config, listen), .flags = CONF_REQUIRED,
+	    .item = CONF_MAP, .count = OFF(config, nlisten),
+	    .sub = &listen_section, .min = "1", .max = "16" },
+	{ "tls", CONF_MAP, OFF(config, tls), .sub = &tls_section,
+	    .parse = tls_parse },
+	{ "http", CONF_MAP, OFF(config, http), .sub = &http_section },
+	{ "cors", CONF_MAP, OFF(config, cors), .sub = &cors_section },
+	{ "metrics", CONF_MAP, OFF(config, metrics),
+	    .sub = &metrics_section },
+	{ "control", CONF_MAP, OFF(config, control),
+	    .sub = &control_section },
+};
+
+const struct conf_section conf_root = SECTION(root_keys, config,
+    root_finish);

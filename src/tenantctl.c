@@ -1,4 +1,406 @@
-/* tenantctl.c: placeholder main, being written this session. */
+/*
+ * tenantctl.c: the operator CLI. Sends one command over the control socket
+ * and prints the answer for people, or as JSON for scripts (--json).
+ */
 #include "config.h"
+
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <errno.h>
+#include <getopt.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
 #include "tenantd.h"
-int main(void) { return 0; }
+
+#define EXIT_FAILED		1	/* the daemon said no */
+#define EXIT_USAGE		2
+#define EXIT_UNREACHABLE	3	/* no daemon or no answer */
+
+#define ANSWER_MAX		(64 * 1024 * 1024)
+#define ANSWER_TIMEOUT_MS	60000
+
+struct command {
+	const char	*name;		/* may contain a space: "keys rotate" */
+	const char	*usage;		/* the arguments after the name */
+	const char	*summary;
+	/* fills args from argv; NULL: the command takes no arguments */
+	int		(*parse)(int, char **, json_t *args);
+	void		(*print)(json_t *result);
+};
+
+static void	print_status(json_t *);
+static void	print_reload(json_t *);
+static void	print_check_config(json_t *);
+
+static const struct command commands[] = {
+	{ "status", "", "show version, uptime, listeners and readiness",
+	    NULL, print_status },
+	{ "reload", "", "re-read the configuration, apply it only if valid",
+	    NULL, print_reload },
+	{ "check-config", "", "check the daemon's configuration file",
+	    NULL, print_check_config },
+};
+
+static const char	*socket_path;
+
+static void DEAD
+usage(FILE *f, int status)
+{
+	char	synopsis[128];
+	size_t	i;
+
+	fprintf(f, "usage: tenantctl [-c FILE] [-s SOCKET] [--json] "
+	    "COMMAND [ARGS]\n\ncommands:\n");
+	for (i = 0; i < nitems(commands); i++) {
+		snprintf(synopsis, sizeof(synopsis), "%s%s%s",
+		    commands[i].name, *commands[i].usage ? " " : "",
+		    commands[i].usage);
+		fprintf(f, "  %-26s %s\n", synopsis, commands[i].summary);
+	}
+	exit(status);
+}
+
+/* How many words of argv spell name ("keys rotate" is two), or 0. */
+static int
+command_match(const char *name, int argc, char **argv)
+{
+	size_t	len;
+	int	i;
+
+	for (i = 0; i < argc; i++) {
+		len = strlen(argv[i]);
+		if (strncmp(name, argv[i], len) != 0)
+			return 0;
+		if (name[len] == '\0')
+			return i + 1;
+		if (name[len] != ' ')
+			return 0;
+		name += len + 1;
+	}
+	return 0;
+}
+
+static const struct command *
+command_find(int argc, char **argv, int *nwords)
+{
+	size_t	i;
+	int	n;
+
+	for (i = 0; i < nitems(commands); i++)
+		if ((n = command_match(commands[i].name, argc, argv)) > 0) {
+			*nwords = n;
+			return &commands[i];
+		}
+	return NULL;
+}
+
+static const char *
+get_str(json_t *obj, const char *key)
+{
+	const char	*s = json_string_value(json_object_get(obj, key));
+
+	return s != NULL ? s : "?";
+}
+
+/* 2m05s, 3h00m12s, 2d01h00m00s */
+static void
+format_uptime(char *buf, size_t len, json_int_t secs)
+{
+	long long	s = secs < 0 ? 0 : secs;
+
+	if (s < 60)
+		snprintf(buf, len, "%llds", s);
+	else if (s < 3600)
+		snprintf(buf, len, "%lldm%02llds", s / 60, s % 60);
+	else if (s < 86400)
+		snprintf(buf, len, "%lldh%02lldm%02llds", s / 3600,
+		    s / 60 % 60, s % 60);
+	else
+		snprintf(buf, len, "%lldd%02lldh%02lldm%02llds", s / 86400,
+		    s / 3600 % 24, s / 60 % 60, s % 60);
+}
+
+static void
+print_listeners(json_t *listeners)
+{
+	json_t	*l;
+	size_t	 i;
+
+	printf("listeners:");
+	json_array_foreach(listeners, i, l)
+		printf("%s %s %s", i == 0 ? "" : ",", get_str(l, "scheme"),
+		    get_str(l, "address"));
+	printf("%s\n", json_array_size(listeners) == 0 ? " none" : "");
+}
+
+static void
+print_checks(json_t *checks)
+{
+	json_t	*c;
+	size_t	 i;
+
+	json_array_foreach(checks, i, c) {
+		if (json_is_true(json_object_get(c, "ok")))
+			printf("  %s ok\n", get_str(c, "name"));
+		else
+			printf("  %s failed: %s\n", get_str(c, "name"),
+			    get_str(c, "detail"));
+	}
+}
+
+static void
+print_status(json_t *r)
+{
+	char	uptime[64];
+
+	format_uptime(uptime, sizeof(uptime),
+	    json_integer_value(json_object_get(r, "uptime_s")));
+	printf("tenantd %s (pid %lld), up %s\n", get_str(r, "version"),
+	    (long long)json_integer_value(json_object_get(r, "pid")), uptime);
+	printf("config: %s\n", get_str(r, "config"));
+	print_listeners(json_object_get(r, "listeners"));
+	printf("ready: %s\n",
+	    json_is_true(json_object_get(r, "ready")) ? "yes" : "no");
+	print_checks(json_object_get(r, "checks"));
+}
+
+static void
+print_reload(json_t *r)
+{
+	printf("configuration reloaded from %s\n", get_str(r, "config"));
+}
+
+static void
+print_check_config(json_t *r)
+{
+	printf("configuration OK: %s\n", get_str(r, "config"));
+}
+
+static void DEAD
+unreachable(const char *fmt, ...) PRINTFLIKE(1, 2);
+
+/* Exit 3, saying which socket and why. */
+static void
+unreachable(const char *fmt, ...)
+{
+	va_list	ap;
+
+	fprintf(stderr, "tenantctl: cannot reach tenantd at %s: ",
+	    socket_path);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(EXIT_UNREACHABLE);
+}
+
+/* The socket path from the configuration file; exits if unreadable. */
+static const char *
+socket_from_config(const char *file)
+{
+	struct config	*conf;
+	char		*errors = NULL, *path;
+	size_t		 len;
+
+	if ((conf = conf_load(file, CONF_NO_SECRETS, &errors)) == NULL) {
+		len = errors != NULL ? strlen(errors) : 0;
+		fprintf(stderr, "tenantctl: cannot read the control socket "
+		    "from %s (use -s SOCKET):\n%s%s", file,
+		    len > 0 ? errors : "unknown error",
+		    len > 0 && errors[len - 1] == '\n' ? "" : "\n");
+		exit(EXIT_FAILED);
+	}
+	if (conf->control.socket == NULL) {
+		fprintf(stderr, "tenantctl: %s: control.socket is not set\n",
+		    file);
+		exit(EXIT_FAILED);
+	}
+	path = xstrdup(conf->control.socket);
+	conf_unref(conf);
+	return path;
+}
+
+static int
+connect_daemon(void)
+{
+	struct sockaddr_un	sun;
+	int			fd;
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	if (strlen(socket_path) >= sizeof(sun.sun_path))
+		unreachable("the path is longer than %zu bytes",
+		    sizeof(sun.sun_path) - 1);
+	memcpy(sun.sun_path, socket_path, strlen(socket_path));
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
+		unreachable("socket: %s", strerror(errno));
+	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1)
+		unreachable("%s%s", strerror(errno), errno == ENOENT ||
+		    errno == ECONNREFUSED ? " (is tenantd running?)" : "");
+	return fd;
+}
+
+/*
+ * A write error is not fatal yet: a daemon that refuses a peer answers and
+ * stops reading, and the answer is still there to read.
+ */
+static void
+send_request(int fd, const char *name, json_t *args)
+{
+	json_t	*req;
+	char	*line;
+	size_t	 len, off;
+	ssize_t	 n;
+
+	req = json_pack("{s:s,s:O}", "cmd", name, "args", args);
+	if (req == NULL || (line = json_dumps(req, JSON_COMPACT)) == NULL) {
+		fprintf(stderr, "tenantctl: cannot encode the request\n");
+		exit(EXIT_FAILED);
+	}
+	json_decref(req);
+	if ((len = strlen(line)) >= CTL_LINE_MAX) {
+		fprintf(stderr, "tenantctl: the request exceeds %d bytes\n",
+		    CTL_LINE_MAX);
+		exit(EXIT_USAGE);
+	}
+	line[len++] = '\n';	/* where the NUL was */
+	for (off = 0; off < len; off += n)
+		if ((n = send(fd, line + off, len - off, MSG_NOSIGNAL)) == -1)
+			break;
+	free(line);
+}
+
+/* Read one answer line, bounded in size and time. */
+static json_t *
+read_answer(int fd)
+{
+	struct pollfd	 pfd = { fd, POLLIN, 0 };
+	json_error_t	 jerr;
+	json_t		*answer;
+	char		*buf = NULL;
+	size_t		 len = 0, size = 0;
+	ssize_t		 n;
+
+	while (len == 0 || memchr(buf, '\n', len) == NULL) {
+		if (len == size) {
+			if (size >= ANSWER_MAX)
+				unreachable("answer exceeds %d bytes",
+				    ANSWER_MAX);
+			size = size == 0 ? 4096 : size * 2;
+			buf = xreallocarray(buf, size, 1);
+		}
+		if ((n = poll(&pfd, 1, ANSWER_TIMEOUT_MS)) == 0)
+			unreachable("no answer within %d s",
+			    ANSWER_TIMEOUT_MS / 1000);
+		if (n == -1 || (n = read(fd, buf + len, size - len)) == -1)
+			unreachable("%s", strerror(errno));
+		if (n == 0)
+			unreachable("connection closed without an answer");
+		len += n;
+	}
+	if ((answer = json_loadb(buf, len, 0, &jerr)) == NULL ||
+	    !json_is_object(answer))
+		unreachable("malformed answer: %s", jerr.text);
+	free(buf);
+	return answer;
+}
+
+/* Print the outcome; returns the exit status. */
+static int
+report(const struct command *cmd, json_t *answer, int as_json)
+{
+	json_t		*result = json_object_get(answer, "result");
+	const char	*error;
+	size_t		 len;
+
+	if (!json_is_true(json_object_get(answer, "ok"))) {
+		error = json_string_value(json_object_get(answer, "error"));
+		if (error == NULL)
+			error = "failed (no reason given)";
+		len = strlen(error);
+		fprintf(stderr, "tenantctl: %s: %s%s", cmd->name, error,
+		    len > 0 && error[len - 1] == '\n' ? "" : "\n");
+		return EXIT_FAILED;
+	}
+	if (as_json || cmd->print == NULL) {
+		if (json_dumpf(result, stdout, JSON_INDENT(2) |
+		    JSON_ENCODE_ANY) == 0)
+			putchar('\n');
+	} else
+		cmd->print(result);
+	return fflush(stdout) == 0 ? 0 : EXIT_FAILED;
+}
+
+static json_t *
+parse_args(const struct command *cmd, int argc, char **argv)
+{
+	json_t	*args = json_object();
+
+	if (cmd->parse == NULL ? argc > 0 :
+	    cmd->parse(argc, argv, args) == -1) {
+		fprintf(stderr, "usage: tenantctl [OPTIONS] %s%s%s\n",
+		    cmd->name, *cmd->usage ? " " : "", cmd->usage);
+		exit(EXIT_USAGE);
+	}
+	return args;
+}
+
+int
+main(int argc, char *argv[])
+{
+	static const struct option longopts[] = {
+		{ "config",	required_argument,	NULL, 'c' },
+		{ "socket",	required_argument,	NULL, 's' },
+		{ "json",	no_argument,		NULL, 'j' },
+		{ "help",	no_argument,		NULL, 'h' },
+		{ NULL,		0,			NULL, 0 },
+	};
+	const struct command	*cmd;
+	const char		*file = TENANTD_CONF;
+	json_t			*args, *answer;
+	int			 ch, as_json = 0, nwords, fd, status;
+
+	log_init("tenantctl", LOG_LEVEL_WARN, 1);
+	while ((ch = getopt_long(argc, argv, "+c:s:jh", longopts, NULL)) !=
+	    -1) {
+		switch (ch) {
+		case 'c':
+			file = optarg;
+			break;
+		case 's':
+			socket_path = optarg;
+			break;
+		case 'j':
+			as_json = 1;
+			break;
+		case 'h':
+			usage(stdout, 0);
+		default:
+			usage(stderr, EXIT_USAGE);
+		}
+	}
+	argc -= optind;
+	argv += optind;
+	if (argc == 0)
+		usage(stderr, EXIT_USAGE);
+	if ((cmd = command_find(argc, argv, &nwords)) == NULL) {
+		fprintf(stderr, "tenantctl: unknown command '%s'\n", argv[0]);
+		usage(stderr, EXIT_USAGE);
+	}
+	args = parse_args(cmd, argc - nwords, argv + nwords);
+	if (socket_path == NULL)
+		socket_path = socket_from_config(file);
+	fd = connect_daemon();
+	send_request(fd, cmd->name, args);
+	answer = read_answer(fd);
+	close(fd);
+	status = report(cmd, answer, as_json);
+	json_decref(answer);
+	json_decref(args);
+	return status;
+}

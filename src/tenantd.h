@@ -75,6 +75,12 @@ int	 parse_hostport(const char *, struct sockaddr_storage *, socklen_t *,
 	    char *err, size_t errlen);
 void	 format_sockaddr(char *, size_t, const struct sockaddr *);
 void	 random_hex(char *, size_t nbytes);	/* writes 2*nbytes+1 */
+#ifndef HAVE_STRLCPY
+size_t	 strlcpy(char *, const char *, size_t);
+#endif
+#ifndef HAVE_STRLCAT
+size_t	 strlcat(char *, const char *, size_t);
+#endif
 
 /*
  * conf.c, conf-schema.c: the configuration, parsed from YAML through a
@@ -146,12 +152,220 @@ struct config	*conf_load(const char *file, int flags, char **errors);
 struct config	*conf_ref(struct config *);
 void		 conf_unref(struct config *);
 
+/*
+ * conf.c: the schema engine; conf-schema.c: the tables it walks. A new
+ * config section is one row in the root table, a sub-table and a struct.
+ * Field storage by type: STRING, SECRET: char *; BOOL, INT, ENUM: int;
+ * DURATION_MS, DURATION_S, SIZE: uint64_t; LIST: array pointer at .offset
+ * and size_t count at .count; MAP: the struct described by .sub.
+ */
+enum conf_type {
+	CONF_STRING,
+	CONF_SECRET,		/* a secret reference, stored as its path */
+	CONF_BOOL,
+	CONF_INT,
+	CONF_DURATION_MS,	/* stored in milliseconds */
+	CONF_DURATION_S,	/* stored in seconds */
+	CONF_SIZE,		/* stored in bytes */
+	CONF_ENUM,		/* stored as the index into .names */
+	CONF_LIST,
+	CONF_MAP,
+};
+
+#define CONF_REQUIRED	0x01
+
+struct conf_ctx;
+struct conf_node;
+struct conf_key;
+typedef int	(*conf_check_fn)(struct conf_ctx *, const struct conf_node *,
+		    void *field);
+typedef int	(*conf_parse_fn)(struct conf_ctx *, const struct conf_node *,
+		    const struct conf_key *, void *field);
+typedef void	(*conf_finish_fn)(struct conf_ctx *, const struct conf_node *,
+		    void *obj);
+
+struct conf_section {
+	const struct conf_key	*keys;
+	size_t			 nkeys;
+	size_t			 size;		/* of the struct it fills */
+	conf_finish_fn		 finish;	/* cross-key checks, last */
+};
+
+struct conf_key {
+	const char		*name;
+	enum conf_type		 type;
+	size_t			 offset;
+	int			 flags;
+	const char		*def;		/* default, in file syntax */
+	const char		*min;		/* bounds in file syntax; */
+	const char		*max;		/* LIST: number of items */
+	enum conf_type		 item;		/* LIST: type of the items */
+	size_t			 count;		/* LIST: offset of the count */
+	const struct conf_section *sub;		/* MAP, LIST of MAP */
+	const char *const	*names;		/* ENUM, NULL-terminated */
+	conf_check_fn		 check;		/* each value or list item */
+	conf_parse_fn		 parse;		/* replaces the generic one */
+};
+
+extern const struct conf_section conf_root;
+
+void	 conf_error(struct conf_ctx *, const struct conf_node *,
+	    const char *, ...) PRINTFLIKE(3, 4);
+int	 conf_flags(const struct conf_ctx *);
+int	 conf_walk_map(struct conf_ctx *, const struct conf_node *,
+	    const struct conf_section *, void *obj);
+void	 conf_set_defaults(const struct conf_section *, void *obj);
+const struct conf_node *conf_node_get(const struct conf_node *map,
+	    const char *key);
+const char *conf_node_scalar(const struct conf_node *);
+
 /* secret.c: secrets are file paths or credential:NAME, never inline. */
 int	 secret_resolve(const char *ref, char **path, char *err, size_t);
 int	 secret_check_file(const char *path, char *err, size_t);
 ssize_t	 secret_read(const char *path, void *buf, size_t len,
 	    char *err, size_t);
 
+/*
+ * keyring.c: the only code that touches key bytes. A KEK (from a file, a
+ * systemd credential or a passphrase file) unwraps a keyring master key,
+ * which wraps numbered AES-256 data keys and the pseudonymization key.
+ */
+#define KEYRING_SEAL_OVERHEAD	33	/* version, term, nonce, GCM tag */
+#define KEYRING_RECOVERY_LEN	48	/* "XXXX-XXXX-...-XXXX" + NUL */
+#define KEYRING_PSEUDONYM_LEN	29	/* "p_" + 26 base32 + NUL */
+#define KEYRING_ROTATE_SEALS	(1ULL << 30)
+
+enum keyring_status {
+	KEYRING_OK = 0,
+	KEYRING_EAUTH = -1,	/* sealed value failed authentication */
+	KEYRING_EFORMAT = -2,	/* not a sealed value / unknown version */
+	KEYRING_ETERM = -3,	/* unknown or destroyed key term */
+	KEYRING_EIO = -4,	/* keyring file could not be updated */
+};
+
+enum keyring_term_state {
+	KEYRING_TERM_ACTIVE = 1,
+	KEYRING_TERM_DECRYPT_ONLY = 2,
+	KEYRING_TERM_DESTROYED = 3,
+};
+
+struct keyring_params {
+	const char	*path;		/* the keyring file */
+	const char	*kek;		/* file:PATH | credential:NAME |
+					   passphrase-file:PATH */
+	uint64_t	 rotate_after;	/* seconds; 0: no age rotation */
+	uint64_t	 rotate_seals;	/* 0: KEYRING_ROTATE_SEALS */
+	int		 create;	/* create the keyring if missing */
+	int		 recovery;	/* at creation, make a recovery key */
+	unsigned	 scrypt_log2n;	/* 0: 17 (passphrase KEKs, creation) */
+};
+
+struct keyring;
+
+/*
+ * Load (or, with params->create, create) the keyring. When a keyring is
+ * created with params->recovery, the recovery key is written once to
+ * recovery (KEYRING_RECOVERY_LEN bytes) and *created is set.
+ */
+int	 keyring_load(const struct keyring_params *, struct keyring **,
+	    int *created, char *recovery, char *err, size_t errlen);
+void	 keyring_free(struct keyring *);
+int	 keyring_recover(const struct keyring_params *, const char *recovery,
+	    char *err, size_t errlen);
+int	 keyring_rotate(struct keyring *, uint32_t *term, char *err, size_t);
+int	 keyring_retire(struct keyring *, uint32_t term, uint64_t in_use,
+	    char *err, size_t);
+uint32_t keyring_active_term(struct keyring *);
+int	 keyring_term_state(struct keyring *, uint32_t term);	/* 0: none */
+json_t	*keyring_status_json(struct keyring *);
+int	 keyring_seal(struct keyring *, const void *aad, size_t aadlen,
+	    const void *in, size_t len, uint8_t *out);	/* len + OVERHEAD */
+int	 keyring_open(struct keyring *, const void *aad, size_t aadlen,
+	    const uint8_t *in, size_t len, uint8_t *out);	/* len - OVERHEAD */
+int	 keyring_sealed_term(const uint8_t *, size_t, uint32_t *term);
+const char *keyring_strerror(int);
+int	 keyring_pseudonym(struct keyring *, const char *tenant_id,
+	    const char *oid, char *out);	/* KEYRING_PSEUDONYM_LEN */
+void	 keyring_protect_process(void);	/* PR_SET_DUMPABLE 0, no core */
+
+/*
+ * store.c, store-writer.c: the only code that calls mdb_*. One LMDB
+ * environment with named databases; every value sealed by the keyring;
+ * writes go through one writer thread that commits batches in groups.
+ */
+enum store_status {
+	STORE_OK = 0,
+	STORE_NOTFOUND = -1,	/* no such record */
+	STORE_FULL = -2,	/* storage.max_size (or the disk) is full */
+	STORE_CORRUPT = -3,	/* a value failed authentication */
+	STORE_KEY = -4,		/* a value's key term is unknown/destroyed */
+	STORE_INVALID = -5,	/* bad argument: unknown db, size limits */
+	STORE_IO = -6,		/* LMDB or system error (logged) */
+	STORE_CLOSED = -7,	/* the store is shutting down */
+};
+
+struct store_params {
+	const char	 *dir;		/* environment directory (made 0700) */
+	const char *const *dbs;		/* named databases, NULL-terminated */
+	uint64_t	  max_size;	/* bytes; the map never grows beyond */
+	uint64_t	  initial_size;	/* 0: MINIMUM(64 MiB, max_size) */
+	unsigned	  max_readers;	/* 0: 126 */
+	size_t		  max_value;	/* 0: 1 MiB */
+	struct keyring	 *keyring;
+};
+
+struct store;
+struct store_batch;
+/* Called on the submitter's event_base thread after the durable commit. */
+typedef void (*store_done_fn)(int status, void *arg);
+/* Scan callback: 0 continue, 1 stop, or a negative store_status. */
+typedef int (*store_scan_fn)(const void *key, size_t keylen,
+    const void *val, size_t vallen, void *arg);
+
+int	 store_open(const struct store_params *, struct store **,
+	    char *err, size_t errlen);
+void	 store_close(struct store *);	/* drains pending writes */
+const char *store_strerror(int);
+int	 store_set_max_size(struct store *, uint64_t);
+struct store_batch *store_batch_new(struct store *);
+int	 store_batch_put(struct store_batch *, const char *db,
+	    const void *key, size_t keylen, const void *val, size_t vallen);
+int	 store_batch_del(struct store_batch *, const char *db,
+	    const void *key, size_t keylen);
+void	 store_batch_free(struct store_batch *);
+int	 store_submit(struct store_batch *, struct event_base *,
+	    store_done_fn, void *arg);	/* takes the batch */
+int	 store_write(struct store_batch *);	/* synchronous; frees it */
+int	 store_get(struct store *, const char *db, const void *key,
+	    size_t keylen, void **val, size_t *vallen);	/* free(*val) */
+int	 store_scan(struct store *, const char *db, const void *prefix,
+	    size_t prefixlen, store_scan_fn, void *arg);
+int	 store_count_term(struct store *, uint32_t term, uint64_t *count);
+int	 store_rewrap(struct store *, size_t limit, size_t *rewrapped);
+
+/* metrics.c */
+#define METRIC_ROUTE_UNMATCHED	(-1)
+void	 metrics_init(size_t nworkers);
+void	 metrics_request(size_t worker, int route, int status,
+	    uint64_t duration_us);
+void	 metrics_render(struct evbuffer *);
+
+/* ready.c */
+enum ready_state {
+	READY_OK = 0,
+	READY_DEGRADED,		/* serving, but an operator should look */
+	READY_FAIL,
+};
+void	 ready_set(const char *check, enum ready_state, const char *detail);
+json_t	*ready_json(int *all_ready);
+
+/* notify.c */
+void	 notify_ready(const char *status);
+void	 notify_reloading(void);
+void	 notify_stopping(void);
+void	 notify_status(const char *);
+int	 notify_watchdog_usec(uint64_t *);
+void	 notify_watchdog(void);
 
 /* tenantd.c: the daemon's state as the control socket sees it. */
 json_t	*daemon_status(void);		/* version, uptime, listeners, ready */
@@ -182,6 +396,13 @@ struct ctl_command {
 	const char	*summary;
 };
 const struct ctl_command *ctl_command_find(const char *);
+
+/*
+ * control.c, ctl-daemon.c, tenantctl.c: limits of the control protocol. A
+ * ctl_handler borrows args and returns a new reference, or NULL with *error
+ * set to a malloc'd message that the dispatcher frees.
+ */
+#define CTL_LINE_MAX		(64 * 1024)	/* one request line, bytes */
 
 /*
  * httpc.c: the one outbound HTTP client. libcurl's multi interface driven

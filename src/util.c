@@ -178,3 +178,31 @@ random_hex(char *out, size_t nbytes)
 	}
 	out[2 * nbytes] = '\0';
 }
+
+#ifndef HAVE_STRLCPY
+size_t
+strlcpy(char *dst, const char *src, size_t size)
+{
+	size_t	len = strlen(src);
+
+	if (size > 0) {
+		size_t n = len < size - 1 ? len : size - 1;
+
+		memcpy(dst, src, n);
+		dst[n] = '\0';
+	}
+	return len;
+}
+#endif
+
+#ifndef HAVE_STRLCAT
+size_t
+strlcat(char *dst, const char *src, size_t size)
+{
+	size_t	dlen = strnlen(dst, size);
+
+	if (dlen == size)
+		return size + strlen(src);
+	return dlen + strlcpy(dst + dlen, src, size - dlen);
+}
+#endif
