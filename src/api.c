@@ -11,5 +11,10 @@ const struct route api_routes[] = {
 	{ "GET",   "/livez",     api_livez,   ROLE_PUBLIC, 0,              NULL },
 	{ "GET",   "/readyz",    api_readyz,  ROLE_PUBLIC, 0,              NULL },
 	{ "GET",   "/metrics",   api_metrics, ROLE_PUBLIC, ROUTE_LOOPBACK, NULL },
+	{ "GET",   "/v1/me",     api_me,      ROLE_USER,   0,              NULL },
+	/* auth.provider: local only (404 otherwise) */
+	{ "GET",   "/.well-known/openid-configuration", api_dev_metadata,
+	    ROLE_PUBLIC, 0, NULL },
+	{ "GET",   "/v1/dev/jwks", api_dev_jwks, ROLE_PUBLIC, 0,         NULL },
 };
 const size_t api_nroutes = nitems(api_routes);
