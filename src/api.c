@@ -12,6 +12,8 @@ const struct route api_routes[] = {
 	{ "GET",   "/readyz",    api_readyz,  ROLE_PUBLIC, 0,              NULL },
 	{ "GET",   "/metrics",   api_metrics, ROLE_PUBLIC, ROUTE_LOOPBACK, NULL },
 	{ "GET",   "/v1/me",     api_me,      ROLE_USER,   0,              NULL },
+	{ "GET",   "/v1/auth/keys", api_auth_keys, ROLE_AUDITOR, 0,        NULL },
+	{ "POST",  "/v1/auth/refresh", api_auth_refresh, ROLE_ADMIN, 0,    NULL },
 	/* auth.provider: local only (404 otherwise) */
 	{ "GET",   "/.well-known/openid-configuration", api_dev_metadata,
 	    ROLE_PUBLIC, 0, NULL },

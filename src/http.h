@@ -67,6 +67,10 @@ void	 api_metrics(struct request *);
 /* api-me.c */
 void	 api_me(struct request *);
 
+/* api-auth.c */
+void	 api_auth_keys(struct request *);
+void	 api_auth_refresh(struct request *);
+
 /* api-dev.c: the local provider's discovery documents */
 void	 api_dev_metadata(struct request *);
 void	 api_dev_jwks(struct request *);

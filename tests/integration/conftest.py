@@ -294,6 +294,23 @@ def tenantd(tmp_path, certs):
         d.check_sanitizers()
 
 
+@pytest.fixture
+def auth_token():
+    """Factory: auth_token(daemon, user="alice", roles=["admin"]) -> str, a
+    bearer token minted by `tenantctl token` (the daemon must run with
+    auth.provider: local, the default of Daemon's config)."""
+
+    def make(daemon, user="alice", roles=()):
+        args = ["token", "--user", user]
+        if roles:
+            args += ["--roles", ",".join(roles)]
+        r = daemon.tenantctl(*args)
+        assert r.returncode == 0, "tenantctl token failed: %s" % r.stderr
+        return r.stdout.strip()
+
+    return make
+
+
 def run_tenantd(*args, timeout=30):
     """Run tenantd with arguments (for -n, -V) and return the result."""
     return subprocess.run([TENANTD] + list(args), capture_output=True, text=True,
