@@ -455,7 +455,7 @@ def test_local_provider_refused_on_non_loopback(tmp_path, certs):
     r = run_tenantd("-n", "-c", str(d.conf_path))
     assert r.returncode == 1
     text = d.conf_path.read_text().splitlines()
-    line = next(i for i, l in enumerate(text, 1) if "provider" in l)
+    line = next(i for i, l in enumerate(text, 1) if l.strip().startswith("provider:"))
     col = text[line - 1].index("provider:") + len("provider: ") + 1
     assert r.stderr == ("%s:%d:%d: auth.provider: local is for development and needs "
                         "loopback listeners only, but listen[1] is 0.0.0.0:0\n"
