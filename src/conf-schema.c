@@ -332,7 +332,7 @@ static const struct conf_section keyring_section =
 static const struct conf_key storage_keys[] = {
 	{ "path", CONF_STRING, OFF(storage_conf, path), .flags = 0 },
 	{ "max_size", CONF_SIZE, OFF(storage_conf, max_size),
-	    .def = "1GiB", .min = "1MiB", .max = "1099511627776" },
+	    .def = "1GiB", .min = "256KiB", .max = "1099511627776" },
 };
 static const struct conf_section storage_section =
     SECTION(storage_keys, storage_conf, NULL);
@@ -373,8 +373,7 @@ static const struct conf_key vault_keys[] = {
 	    .names = vault_mode_names },
 	{ "address", CONF_STRING, OFF(vault_conf, address),
 	    .def = VAULT_DEFAULT_SOCKET, .check = check_vault_address },
-	{ "config", CONF_STRING, OFF(vault_conf, config),
-	    .check = check_readable },
+	{ "config", CONF_STRING, OFF(vault_conf, config), .flags = 0 },
 	{ "program", CONF_STRING, OFF(vault_conf, program), .flags = 0 },
 	{ "tls", CONF_MAP, OFF(vault_conf, tls), .sub = &vault_tls_section },
 	{ "timeout", CONF_DURATION_MS, OFF(vault_conf, timeout),

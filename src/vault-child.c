@@ -170,6 +170,11 @@ vault_child_start(struct event_base *base, const struct config *conf,
 		    "vault.program)", child.program, strerror(errno));
 		return -1;
 	}
+	if (access(child.config, R_OK) == -1) {
+		snprintf(err, errlen, "vault.config %s: %s", child.config,
+		    strerror(errno));
+		return -1;
+	}
 	child.ev_chld = evsignal_new(base, SIGCHLD, sigchld_cb, NULL);
 	child.ev_restart = evtimer_new(base, restart_cb, NULL);
 	child.ev_term = evsignal_new(base, SIGTERM, sigstop_cb, NULL);
