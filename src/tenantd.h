@@ -567,4 +567,265 @@ struct vault_server *vault_serve_start(struct event_base *,
 	    char *err, size_t errlen);
 void	 vault_serve_stop(struct vault_server *);
 
+/*
+ * httpc.c: the one outbound HTTP client. libcurl's multi interface driven
+ * by a libevent base; requests complete through a callback on that base.
+ * An httpc is used only from the thread that runs its base.
+ */
+struct httpc;
+struct httpc_xfer;
+
+#define HTTPC_FOLLOW_REDIRECTS	0x01	/* up to 3, https only */
+#define HTTPC_ALLOW_HTTP	0x02	/* plain http:// (loopback tests) */
+
+struct httpc_request {
+	const char		*method;	/* NULL: "GET" */
+	const char		*url;
+	const char *const	*headers;	/* "Name: value", NULL-ended */
+	const void		*body;		/* copied; may be NULL */
+	size_t			 body_len;
+	uint64_t		 timeout_ms;	/* whole request; 0: 30 s */
+	size_t			 max_body;	/* response cap; 0: 1 MiB */
+	const char		*ca_file;	/* CAs trusted besides the system's */
+	int			 flags;		/* HTTPC_* */
+};
+
+enum httpc_error {
+	HTTPC_OK = 0,
+	HTTPC_ERR_TIMEOUT,
+	HTTPC_ERR_CONNECT,	/* DNS, refused, reset */
+	HTTPC_ERR_TLS,		/* handshake or certificate verification */
+	HTTPC_ERR_TOO_LARGE,	/* response body over max_body */
+	HTTPC_ERR_OTHER,
+};
+
+struct httpc_response {
+	enum httpc_error	 error;
+	const char		*errmsg;	/* "" on success */
+	long			 status;	/* 0 without an HTTP answer */
+	const char		*body;		/* NUL-terminated, never NULL */
+	size_t			 body_len;
+	struct httpc_xfer	*xfer;		/* for httpc_response_header */
+};
+
+/* Called once per request on the base's thread; resp is valid only here. */
+typedef void (*httpc_cb)(const struct httpc_response *resp, void *arg);
+
+void		 httpc_global_init(void);
+struct httpc	*httpc_new(struct event_base *);
+void		 httpc_free(struct httpc *);	/* cancels, no callbacks */
+struct httpc_xfer *httpc_start(struct httpc *, const struct httpc_request *,
+		    httpc_cb, void *arg);	/* NULL: not started, no cb */
+void		 httpc_cancel(struct httpc_xfer *);	/* before its cb only */
+const char	*httpc_response_header(const struct httpc_response *,
+		    const char *name);		/* first value or NULL */
+const char	*httpc_error_name(enum httpc_error);
+
+/*
+ * jwks.c: the signing keys of the token authority. Reads the v1 and v2
+ * OpenID metadata (issuers, jwks_uri) and the JWKS, keeps an immutable,
+ * reference-counted key set that any thread may read, refreshes it from
+ * its own event base and keeps the last good set when a fetch fails.
+ */
+struct jwks;
+struct jwks_keyset;
+struct evp_pkey_st;
+
+#define JWKS_MIN_REFETCH	300	/* s between kid-miss refreshes */
+#define JWKS_MAX_DOC		(256 * 1024)	/* metadata or JWKS bytes */
+
+enum jwks_state {
+	JWKS_NONE = 0,		/* no keys at all */
+	JWKS_STALE,		/* keys from the store or a failed refresh */
+	JWKS_FRESH,		/* the last refresh succeeded */
+};
+
+struct jwks_key {
+	char			 kid[128];
+	struct evp_pkey_st	*pkey;
+	char			*pem;		/* SubjectPublicKeyInfo PEM */
+	size_t			 pem_len;
+};
+
+/* Persistence hooks: save the last good set, load it at start. */
+typedef void (*jwks_save_fn)(const char *json, size_t len, void *arg);
+typedef char *(*jwks_load_fn)(size_t *len, void *arg);	/* malloc'd */
+
+struct jwks_params {
+	const char	*authority;	/* https://login.microsoftonline.com */
+	const char	*tenant_id;
+	const char	*ca_file;	/* may be NULL */
+	uint64_t	 refresh;	/* s, background refresh period */
+	uint64_t	 min_refetch;	/* s; 0: JWKS_MIN_REFETCH */
+	uint64_t	 timeout_ms;	/* per fetch; 0: 10 s */
+	jwks_save_fn	 save;
+	jwks_load_fn	 load;
+	void		*hook_arg;
+};
+
+/* Runs on the waiter's base once the refresh in flight has finished. */
+typedef void (*jwks_wait_fn)(void *arg);
+struct jwks_waiter;
+
+struct jwks	*jwks_new(struct event_base *, struct httpc *,
+		    const struct jwks_params *);
+void		 jwks_free(struct jwks *);	/* fires pending waiters */
+void		 jwks_start(struct jwks *);	/* load hook, then fetch */
+void		 jwks_refresh_now(struct jwks *);	/* any thread */
+int		 jwks_kid_miss(struct jwks *);	/* any thread; 0: throttled */
+struct jwks_waiter *jwks_wait_refresh(struct jwks *, struct event_base *,
+		    jwks_wait_fn, void *);	/* NULL: none in flight */
+void		 jwks_wait_cancel(struct jwks_waiter *);	/* before it ran */
+enum jwks_state	 jwks_state(struct jwks *);
+const char	*jwks_state_name(enum jwks_state);
+uint64_t	 jwks_fetch_count(struct jwks *);	/* attempts started */
+int		 jwks_install(struct jwks *, const char *json, size_t len,
+		    int fresh, char *err, size_t errlen);
+
+struct jwks_keyset *jwks_keyset_get(struct jwks *);	/* ref; NULL if none */
+
+/*
+ * jwks-key.c: key sets and their pure helpers (no I/O), also for the local
+ * provider and the tests. Key sets are immutable once published.
+ */
+void		 jwks_keyset_put(struct jwks_keyset *);
+const struct jwks_key *jwks_keyset_find(const struct jwks_keyset *,
+		    const char *kid);
+const char	*jwks_keyset_issuer(const struct jwks_keyset *, int ver);
+size_t		 jwks_keyset_count(const struct jwks_keyset *);
+struct jwks_keyset *jwks_keyset_new(const char *issuer_v1,
+		    const char *issuer_v2);
+struct jwks_keyset *jwks_keyset_ref(struct jwks_keyset *);
+void		 jwks_keyset_add(struct jwks_keyset *, json_t *keys);
+json_t		*jwks_json_load(const char *json, size_t len, char *err,
+		    size_t errlen);
+struct jwks_keyset *jwks_keyset_parse(const char *json, size_t len,
+		    char *err, size_t errlen);
+char		*jwks_keyset_dump(const struct jwks_keyset *, size_t *len);
+json_t		*jwks_jwk_from_pkey(const struct evp_pkey_st *, const char *kid);
+int		 jwks_metadata_parse(const char *json, size_t len,
+		    const char *tenant_id, char **issuer, char **jwks_uri,
+		    char *err, size_t errlen);
+ssize_t		 base64url_decode(const char *in, size_t inlen,
+		    unsigned char *out, size_t outlen);
+char		*base64url_encode(const unsigned char *in, size_t len);
+
+/*
+ * auth.c: Entra ID access token validation (shape, header, signature,
+ * claims, in that order) and a shared cache of verified tokens.
+ */
+#define AUTH_TOKEN_MAX		16384
+#define AUTH_HEADER_MAX		4096
+#define AUTH_CLOCK_SKEW_MAX	300
+#define AUTH_ROLE_ADMIN		0x01
+#define AUTH_ROLE_AUDITOR	0x02
+
+enum auth_provider {
+	AUTH_PROVIDER_ENTRA = 0,
+	AUTH_PROVIDER_LOCAL,
+};
+
+struct auth_role_map {
+	char		*claim;		/* Entra app-role value */
+	unsigned	 role;		/* AUTH_ROLE_* */
+};
+
+struct auth_conf {
+	enum auth_provider	 provider;
+	char			*authority;	/* default public cloud */
+	char			*ca_file;	/* extra CAs for the authority */
+	char			**audiences;
+	size_t			  naudiences;
+	char			**allowed_clients;	/* azp/appid; 0: any */
+	size_t			  nallowed_clients;
+	char			**required_scopes;
+	size_t			  nrequired_scopes;
+	int			  allow_app_tokens;
+	struct auth_role_map	 *roles;
+	size_t			  nroles;
+	uint64_t		  clock_skew;	/* s; default 120, max 300 */
+	uint64_t		  jwks_refresh;	/* s; default 3600 */
+};
+
+enum auth_result {
+	AUTH_OK = 0,
+	AUTH_ERR_MISSING,		/* no Authorization header */
+	AUTH_ERR_SCHEME,		/* not "Bearer <token>" */
+	AUTH_ERR_TOO_LARGE,
+	AUTH_ERR_MALFORMED,		/* not three parts */
+	AUTH_ERR_BASE64,
+	AUTH_ERR_HEADER_JSON,
+	AUTH_ERR_ALG,
+	AUTH_ERR_HEADER_PARAM,		/* crit, jku, x5u, jwk */
+	AUTH_ERR_KID,			/* kid missing or not a string */
+	AUTH_ERR_NO_KEYS,		/* no key set loaded yet */
+	AUTH_ERR_UNKNOWN_KID,
+	AUTH_ERR_SIGNATURE,
+	AUTH_ERR_PAYLOAD_JSON,
+	AUTH_ERR_VERSION,
+	AUTH_ERR_ISSUER,
+	AUTH_ERR_TENANT,
+	AUTH_ERR_AUDIENCE,
+	AUTH_ERR_EXPIRED,
+	AUTH_ERR_NOT_YET_VALID,
+	AUTH_ERR_OID,
+	AUTH_ERR_SCOPE,
+	AUTH_ERR_APP_TOKEN,
+	AUTH_ERR_CLIENT,
+	AUTH_ERR_CLAIMS,		/* a claim of the wrong type or size */
+	AUTH_ERR_INTERNAL,
+	AUTH_RESULT_COUNT
+};
+
+struct auth_principal {
+	char		 oid[64];
+	char		 tid[64];
+	char		 pseudonym[128];	/* from the pseudonym hook */
+	char		 upn[256];	/* only ever passed to the vault */
+	char		 app_id[64];	/* azp (v2) or appid (v1) */
+	unsigned	 roles;		/* AUTH_ROLE_* */
+	int		 version;	/* 1 or 2 */
+	int		 app_only;	/* roles without scp */
+	int64_t		 exp;		/* s since the epoch */
+};
+
+/* Fills out (NUL-terminated) from tid and oid; 0 or -1. */
+typedef int (*auth_pseudonym_fn)(const char *tid, const char *oid,
+    char *out, size_t outlen, void *arg);
+typedef int64_t (*auth_clock_fn)(void);	/* s since the epoch */
+
+struct auth_stats {
+	uint64_t	cache_hits;
+	uint64_t	cache_misses;
+	uint64_t	verifications;	/* RSA signature checks */
+	uint64_t	cache_entries;
+};
+
+struct auth;
+
+int		 auth_conf_check(const struct auth_conf *, char *err, size_t);
+void		 auth_conf_free(struct auth_conf *);
+int		 auth_role_parse(const char *, unsigned *);
+const char	*auth_role_name(unsigned single_role);
+struct auth	*auth_new(const struct auth_conf *, const char *tenant_id,
+		    struct jwks *, size_t cache_entries);
+void		 auth_free(struct auth *);
+void		 auth_set_pseudonymizer(struct auth *, auth_pseudonym_fn,
+		    void *);
+void		 auth_set_clock(struct auth *, auth_clock_fn);
+enum auth_result auth_verify_bearer(struct auth *, const char *authz,
+		    struct auth_principal *);
+enum auth_result auth_verify_token(struct auth *, const char *token,
+		    size_t len, struct auth_principal *);
+const char	*auth_result_label(enum auth_result);
+void		 auth_get_stats(struct auth *, struct auth_stats *);
+void		 auth_principal_clear(struct auth_principal *);
+
+/* The pre-parser and claim checks on their own, for the fuzzer. */
+enum auth_result auth_check_shape(const char *token, size_t len,
+		    json_t **header);
+enum auth_result auth_check_claims(struct auth *,
+		    const struct jwks_keyset *, json_t *payload,
+		    struct auth_principal *);
+
 #endif /* TENANTD_H */
