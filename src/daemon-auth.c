@@ -2,7 +2,7 @@
  * daemon-auth.c: authentication in the running daemon. Builds the HTTP
  * client, the key set (refreshed on the main event base, or the local
  * provider's own key) and the validator the workers use, and reports the
- * key set's freshness as the "keys" readiness check.
+ * key set's freshness as the "signing_keys" readiness check.
  */
 #include "config.h"
 
@@ -63,7 +63,7 @@ keys_ready_cb(evutil_socket_t fd, short ev, void *arg)
 	if ((int)state == da.reported)
 		return;
 	da.reported = (int)state;
-	ready_set("keys", keys_ready[state].state, keys_ready[state].detail);
+	ready_set("signing_keys", keys_ready[state].state, keys_ready[state].detail);
 	log_fields(LOG_LEVEL_INFO, (struct log_field[]){
 	    { "keys", jwks_state_name(state) } }, 1, "auth: signing keys %s",
 	    jwks_state_name(state));
@@ -98,7 +98,7 @@ jwks_setup(struct event_base *base, const struct config *conf)
 	p.tenant_id = conf->tenant_id;
 	p.ca_file = conf->auth.ca_file;
 	p.refresh = conf->auth.jwks_refresh;
-	if (da.hooks.store != NULL) {
+	if (da.hooks.store != NULL) {	/* the last good set survives */
 		p.save = auth_store_save_jwks;
 		p.load = auth_store_load_jwks;
 		p.hook_arg = &da.hooks;
@@ -114,10 +114,11 @@ daemon_auth_init(struct event_base *base, struct config *conf)
 	if (!conf->auth.configured) {
 		log_warnx("auth: no auth: section in the configuration; every "
 		    "API call is refused (docs/AUTH.md)");
-		ready_set("keys", READY_FAIL, "auth: is not configured");
+		ready_set("signing_keys", READY_FAIL, "auth: is not configured");
 		return;
 	}
 	da.conf = conf_ref(conf);
+	da.hooks.store = daemon_store();
 	da.hooks.base = base;
 	httpc_global_init();
 	if ((da.httpc = httpc_new(base)) == NULL)
@@ -125,6 +126,10 @@ daemon_auth_init(struct event_base *base, struct config *conf)
 	da.jwks = jwks_setup(base, conf);
 	da.auth = auth_new(&conf->auth, conf->tenant_id, da.jwks,
 	    AUTH_CACHE_ENTRIES);
+	if (daemon_keyring() == NULL)
+		fatalx("auth: the keyring must be loaded first (pseudonyms)");
+	auth_set_pseudonymizer(da.auth, auth_store_pseudonym,
+	    daemon_keyring());
 	if (conf->auth.provider == AUTH_PROVIDER_LOCAL)
 		local_start(conf);
 	else

@@ -80,6 +80,9 @@ const struct config *http_conf(const struct request *);
 const char	*http_header(const struct request *, const char *);
 const char	*http_param(const struct request *, const char *);
 const char	*http_request_id(const struct request *);
+const char	*http_query(struct request *, const char *);
+const void	*http_body(struct request *, size_t *len);
+struct event_base *http_base(const struct request *);	/* for async work */
 int		 http_peer_is_loopback(const struct request *);
 const char	*http_scheme(const struct request *);	/* "https", "http" */
 /* The caller's principal on routes with a role; NULL on public routes. */

@@ -64,7 +64,7 @@ def failures(d):
 
 def keys_state(d):
     checks = d.get("/readyz").json()["checks"]
-    return {c["name"]: c for c in checks}["keys"]["detail"]
+    return {c["name"]: c for c in checks}["signing_keys"]["detail"]
 
 
 def me(d, token=None, path="/v1/me", **kw):
