@@ -552,6 +552,23 @@ int	 audit_export_fill(struct audit_export *, struct evbuffer *,
 uint64_t audit_export_rows(const struct audit_export *);
 void	 audit_export_free(struct audit_export *);
 const char *audit_export_ctype(const struct audit_filter *);
+
+/* ctl-audit.c: the audit trail in tenantd and `tenantctl audit ...` */
+void	 audit_daemon_start(struct event_base *, struct store *,
+	    struct keyring *);
+void	 audit_daemon_stop(void);
+void	 audit_signal_reload(int ok);
+int	 audit_ctl(uid_t, const char *cmd, const char *error);
+void	 audit_ctl_detail(const char *key, const char *value);
+void	 audit_ctl_denied(uid_t);
+
+/* tenantctl-audit.c: the client side of `tenantctl audit ...` */
+int	 tctl_parse_audit_verify(int, char **, json_t *);
+int	 tctl_parse_audit_export(int, char **, json_t *);
+int	 tctl_parse_audit_prune(int, char **, json_t *);
+void	 tctl_print_audit_verify(json_t *);
+void	 tctl_print_audit_actions(json_t *);
+int	 tctl_stream_copy(int fd, const char *pending, size_t len);
 struct store_stats {
 	uint64_t	used;		/* bytes of pages in use */
 	uint64_t	mapsize;	/* current map */
@@ -615,6 +632,22 @@ struct ctl_command {
 	const char	*summary;
 };
 const struct ctl_command *ctl_command_find(const char *);
+/*
+ * control.c: a command may stream after its answer line (audit export):
+ * the handler calls ctl_stream_begin; control.c then sends frames
+ * {"chunk":N}\n + N bytes, with at most CTL_STREAM_QUEUE bytes unsent,
+ * and a last line {"end":true} or {"end":false,"error":"..."}.
+ * fn appends about max bytes: 1 more, 0 done, -1 failed (*error set).
+ */
+#define CTL_STREAM_QUEUE	(256 * 1024)
+typedef int (*ctl_stream_fn)(void *arg, struct evbuffer *, size_t max,
+    char **error);
+void	 ctl_stream_begin(ctl_stream_fn, void (*free_arg)(void *), void *);
+json_t	*ctl_audit_verify(const struct ctl_peer *, json_t *, char **);
+json_t	*ctl_audit_export(const struct ctl_peer *, json_t *, char **);
+json_t	*ctl_audit_pubkey(const struct ctl_peer *, json_t *, char **);
+json_t	*ctl_audit_actions(const struct ctl_peer *, json_t *, char **);
+json_t	*ctl_audit_prune(const struct ctl_peer *, json_t *, char **);
 
 /*
  * control.c, ctl-daemon.c, tenantctl.c: limits of the control protocol. A
