@@ -5,6 +5,7 @@
  */
 #include "config.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,6 +83,17 @@ audit_seq_key(uint64_t seq, uint8_t *key)
 		key[i] = seq & 0xff;
 }
 
+/* Fetched once: an implicit fetch per digest costs more than the hash. */
+static pthread_once_t	 sha256_once = PTHREAD_ONCE_INIT;
+static EVP_MD		*sha256_md;
+
+static void
+sha256_fetch(void)
+{
+	if ((sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL)) == NULL)
+		fatalx("audit: SHA-256 is not available");
+}
+
 /* h[n] = SHA-256(prefix || h[n-1] || canonical(record[n])) */
 void
 audit_chain(const uint8_t *prev, const void *canon, size_t len,
@@ -96,7 +108,9 @@ audit_chain(const uint8_t *prev, const void *canon, size_t len,
 	memcpy(buf, AUDIT_CHAIN_PREFIX, plen);
 	memcpy(buf + plen, prev, HASH_LEN);
 	memcpy(buf + plen + HASH_LEN, canon, len);
-	SHA256(buf, n, out);
+	pthread_once(&sha256_once, sha256_fetch);
+	if (EVP_Digest(buf, n, out, NULL, sha256_md, NULL) != 1)
+		fatalx("audit: SHA-256 failed");
 	if (buf != small)
 		free(buf);
 }

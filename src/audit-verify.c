@@ -112,29 +112,39 @@ audit_member(const char *obj, size_t len, const char *key, const char **tok,
 	return 0;
 }
 
+struct view_walk {
+	struct audit_view	*v;
+	size_t			 next;	/* canonical order: usually a hit */
+};
+
 static int
 view_cb(const char *k, size_t klen, const char *tok, size_t len, void *arg)
 {
-	struct audit_view	*v = arg;
-	size_t			 i;
+	struct view_walk	*w = arg;
+	size_t			 i, n;
 
-	for (i = 0; i < AF_COUNT; i++)
-		if (strlen(audit_field_names[i]) == klen &&
-		    memcmp(audit_field_names[i], k, klen) == 0) {
-			v->tok[i] = tok;
-			v->len[i] = len;
+	for (n = 0; n < AF_COUNT; n++) {
+		i = (w->next + n) % AF_COUNT;
+		if (strncmp(audit_field_names[i], k, klen) == 0 &&
+		    audit_field_names[i][klen] == '\0') {
+			w->v->tok[i] = tok;
+			w->v->len[i] = len;
+			w->next = i + 1;
+			break;
 		}
+	}
 	return 0;
 }
 
 int
 audit_parse(const char *p, size_t len, struct audit_view *v)
 {
-	size_t	i;
-	char	num[24];
+	struct view_walk	w = { v, 0 };
+	size_t			i;
+	char			num[24];
 
 	memset(v, 0, sizeof(*v));
-	if (walk_members(p, len, view_cb, v) == -1)
+	if (walk_members(p, len, view_cb, &w) == -1)
 		return -1;
 	for (i = 0; i < AF_COUNT; i++)
 		if (v->tok[i] == NULL)
