@@ -439,6 +439,16 @@ int	 store_txn_get(struct store_txn *, const char *db, const void *key,
 int	 store_txn_last(struct store_txn *, const char *db, void *key,
 	    size_t *keylen, void **val, size_t *vallen);	/* free(*val) */
 
+struct store_stats {
+	uint64_t	used;		/* bytes of pages in use */
+	uint64_t	mapsize;	/* current map */
+	uint64_t	max_size;	/* storage.max_size */
+	uint64_t	entries;	/* records, all databases */
+};
+int	 store_stats(struct store *, struct store_stats *);
+int	 store_db_entries(struct store *, const char *db, uint64_t *);
+int	 store_lock_holder(const char *dir, long *pid);
+
 /*
  * audit.c, audit-verify.c, audit-export.c: the audit trail. One record per
  * action, numbered and hash-chained in commit order by the store's writer
@@ -655,6 +665,95 @@ json_t	*ctl_audit_prune(const struct ctl_peer *, json_t *, char **);
  * set to a malloc'd message that the dispatcher frees.
  */
 #define CTL_LINE_MAX		(64 * 1024)	/* one request line, bytes */
+
+/*
+ * vault-proto.c: the protocol between tenantd and tenantd-vault, shared by
+ * both ends. A frame is a 4-byte big-endian length and one JSON object:
+ * {"id":N,"op":"put"|"resolve"|"forget"|"stats",...} answered by
+ * {"id":N,"ok":true,...} or {"id":N,"ok":false,"error":"..."}.
+ */
+#define VAULT_FRAME_MAX		(64 * 1024)
+#define VAULT_FIELD_MAX		256	/* oid, upn, requester */
+#define VAULT_NAME_MAX		512	/* display name, reason */
+#define VAULT_DEFAULT_SOCKET	"/run/tenantd-vault/vault.sock"
+#define VAULT_TLS_PREFIX	"tls://"
+
+struct ssl_ctx_st;
+int	 vault_address_parse(const char *, struct sockaddr_storage *,
+	    socklen_t *, int *tls, char *err, size_t errlen);
+int	 vault_frame_add(struct evbuffer *, json_t *);
+int	 vault_frame_take(struct evbuffer *, json_t **, char *err, size_t);
+int	 vault_pseudonym_ok(const char *);
+int	 vault_text_ok(const char *, size_t max);
+int	 vault_identity_ok(json_t *, char *err, size_t errlen);
+struct ssl_ctx_st *vault_tls_ctx(int server, const struct vault_tls_conf *,
+	    char *err, size_t errlen);
+struct ssl_st *vault_tls_ssl(struct ssl_ctx_st *, const char *address);
+int	 vault_call(const struct vault_conf *, json_t *request,
+	    json_t **answer, char *err, size_t errlen);	/* blocking */
+
+/*
+ * daemon-store.c: tenantd's keyring and store: loading at start-up,
+ * readiness, the rotation timer, background rewrap, metrics.
+ */
+#define DAEMON_DB_VAULT_PENDING	"vault_pending"
+void	 daemon_store_start(struct event_base *, const struct config *);
+void	 daemon_store_reload(const struct config *);
+void	 daemon_store_stop(void);
+struct store	*daemon_store(void);
+struct keyring	*daemon_keyring(void);
+json_t	*daemon_keys_status(void);
+int	 daemon_keys_rewrap_start(char *err, size_t errlen);
+int	 daemon_keys_retire(uint32_t term, char *err, size_t errlen);
+void	 daemon_store_metrics(struct evbuffer *);
+
+/*
+ * vault-client.c: tenantd's side of the vault, on the main event loop.
+ * vault_put() is acknowledged once the put is durable in tenantd's own
+ * store (database vault_pending); delivery to the vault follows, with
+ * retries while the vault is unreachable.
+ */
+typedef void (*vault_done_fn)(int status, json_t *result,
+    const char *error, void *arg);	/* status 0 or -1 */
+int	 vault_client_start(struct event_base *, const struct config *,
+	    char *err, size_t errlen);
+void	 vault_client_stop(void);
+int	 vault_put(const char *pseudonym, json_t *identity,
+	    vault_done_fn, void *arg);
+int	 vault_put_sync(const char *pseudonym, json_t *identity,
+	    char *err, size_t errlen);
+int	 vault_resolve(const char *pseudonym, const char *requester,
+	    const char *reason, vault_done_fn, void *arg);
+int	 vault_forget(const char *pseudonym, vault_done_fn, void *arg);
+int	 vault_stats(vault_done_fn, void *arg);
+int	 vault_forget_pending(const char *pseudonym, char *err, size_t);
+json_t	*vault_client_status(void);
+void	 vault_client_metrics(struct evbuffer *);
+
+/* vault-child.c: mode child: run and supervise tenantd-vault. */
+int	 vault_child_start(struct event_base *, const struct config *,
+	    char *err, size_t errlen);
+void	 vault_child_stop(void);
+
+/* ctl-keys.c: the keys and vault control commands. */
+json_t	*ctl_keys_status(const struct ctl_peer *, json_t *, char **);
+json_t	*ctl_keys_rotate(const struct ctl_peer *, json_t *, char **);
+json_t	*ctl_keys_rewrap(const struct ctl_peer *, json_t *, char **);
+json_t	*ctl_keys_retire(const struct ctl_peer *, json_t *, char **);
+json_t	*ctl_vault_status(const struct ctl_peer *, json_t *, char **);
+json_t	*ctl_vault_pseudonym(const struct ctl_peer *, json_t *, char **);
+json_t	*ctl_vault_put(const struct ctl_peer *, json_t *, char **);
+json_t	*ctl_vault_resolve(const struct ctl_peer *, json_t *, char **);
+json_t	*ctl_vault_forget(const struct ctl_peer *, json_t *, char **);
+json_t	*ctl_vault_stats(const struct ctl_peer *, json_t *, char **);
+
+/* vault-serve.c: tenantd-vault's connections and operations. */
+struct vault_server;
+extern const char *const vault_dbs[];	/* the vault's databases */
+struct vault_server *vault_serve_start(struct event_base *,
+	    const struct vault_config *, struct store *, const char *listen,
+	    char *err, size_t errlen);
+void	 vault_serve_stop(struct vault_server *);
 
 /*
  * httpc.c: the one outbound HTTP client. libcurl's multi interface driven
@@ -916,94 +1015,5 @@ enum auth_result auth_check_shape(const char *token, size_t len,
 enum auth_result auth_check_claims(struct auth *,
 		    const struct jwks_keyset *, json_t *payload,
 		    struct auth_principal *);
-
-/*
- * vault-proto.c: the protocol between tenantd and tenantd-vault, shared by
- * both ends. A frame is a 4-byte big-endian length and one JSON object:
- * {"id":N,"op":"put"|"resolve"|"forget"|"stats",...} answered by
- * {"id":N,"ok":true,...} or {"id":N,"ok":false,"error":"..."}.
- */
-#define VAULT_FRAME_MAX		(64 * 1024)
-#define VAULT_FIELD_MAX		256	/* oid, upn, requester */
-#define VAULT_NAME_MAX		512	/* display name, reason */
-#define VAULT_DEFAULT_SOCKET	"/run/tenantd-vault/vault.sock"
-#define VAULT_TLS_PREFIX	"tls://"
-
-struct ssl_ctx_st;
-int	 vault_address_parse(const char *, struct sockaddr_storage *,
-	    socklen_t *, int *tls, char *err, size_t errlen);
-int	 vault_frame_add(struct evbuffer *, json_t *);
-int	 vault_frame_take(struct evbuffer *, json_t **, char *err, size_t);
-int	 vault_pseudonym_ok(const char *);
-int	 vault_text_ok(const char *, size_t max);
-int	 vault_identity_ok(json_t *, char *err, size_t errlen);
-struct ssl_ctx_st *vault_tls_ctx(int server, const struct vault_tls_conf *,
-	    char *err, size_t errlen);
-struct ssl_st *vault_tls_ssl(struct ssl_ctx_st *, const char *address);
-int	 vault_call(const struct vault_conf *, json_t *request,
-	    json_t **answer, char *err, size_t errlen);	/* blocking */
-
-/*
- * daemon-store.c: tenantd's keyring and store: loading at start-up,
- * readiness, the rotation timer, background rewrap, metrics.
- */
-#define DAEMON_DB_VAULT_PENDING	"vault_pending"
-void	 daemon_store_start(struct event_base *, const struct config *);
-void	 daemon_store_reload(const struct config *);
-void	 daemon_store_stop(void);
-struct store	*daemon_store(void);
-struct keyring	*daemon_keyring(void);
-json_t	*daemon_keys_status(void);
-int	 daemon_keys_rewrap_start(char *err, size_t errlen);
-int	 daemon_keys_retire(uint32_t term, char *err, size_t errlen);
-void	 daemon_store_metrics(struct evbuffer *);
-
-/*
- * vault-client.c: tenantd's side of the vault, on the main event loop.
- * vault_put() is acknowledged once the put is durable in tenantd's own
- * store (database vault_pending); delivery to the vault follows, with
- * retries while the vault is unreachable.
- */
-typedef void (*vault_done_fn)(int status, json_t *result,
-    const char *error, void *arg);	/* status 0 or -1 */
-int	 vault_client_start(struct event_base *, const struct config *,
-	    char *err, size_t errlen);
-void	 vault_client_stop(void);
-int	 vault_put(const char *pseudonym, json_t *identity,
-	    vault_done_fn, void *arg);
-int	 vault_put_sync(const char *pseudonym, json_t *identity,
-	    char *err, size_t errlen);
-int	 vault_resolve(const char *pseudonym, const char *requester,
-	    const char *reason, vault_done_fn, void *arg);
-int	 vault_forget(const char *pseudonym, vault_done_fn, void *arg);
-int	 vault_stats(vault_done_fn, void *arg);
-int	 vault_forget_pending(const char *pseudonym, char *err, size_t);
-json_t	*vault_client_status(void);
-void	 vault_client_metrics(struct evbuffer *);
-
-/* vault-child.c: mode child: run and supervise tenantd-vault. */
-int	 vault_child_start(struct event_base *, const struct config *,
-	    char *err, size_t errlen);
-void	 vault_child_stop(void);
-
-/* ctl-keys.c: the keys and vault control commands. */
-json_t	*ctl_keys_status(const struct ctl_peer *, json_t *, char **);
-json_t	*ctl_keys_rotate(const struct ctl_peer *, json_t *, char **);
-json_t	*ctl_keys_rewrap(const struct ctl_peer *, json_t *, char **);
-json_t	*ctl_keys_retire(const struct ctl_peer *, json_t *, char **);
-json_t	*ctl_vault_status(const struct ctl_peer *, json_t *, char **);
-json_t	*ctl_vault_pseudonym(const struct ctl_peer *, json_t *, char **);
-json_t	*ctl_vault_put(const struct ctl_peer *, json_t *, char **);
-json_t	*ctl_vault_resolve(const struct ctl_peer *, json_t *, char **);
-json_t	*ctl_vault_forget(const struct ctl_peer *, json_t *, char **);
-json_t	*ctl_vault_stats(const struct ctl_peer *, json_t *, char **);
-
-/* vault-serve.c: tenantd-vault's connections and operations. */
-struct vault_server;
-extern const char *const vault_dbs[];	/* the vault's databases */
-struct vault_server *vault_serve_start(struct event_base *,
-	    const struct vault_config *, struct store *, const char *listen,
-	    char *err, size_t errlen);
-void	 vault_serve_stop(struct vault_server *);
 
 #endif /* TENANTD_H */

@@ -7,8 +7,10 @@ import ipaddress
 import json
 import os
 import pathlib
+import shutil
 import signal as signals
 import subprocess
+import tempfile
 import threading
 import time
 
@@ -303,6 +305,11 @@ class Vault:
     as another user (setpriv), with its own state directory and config."""
 
     def __init__(self, workdir, overrides=None, user=None):
+        if user is not None:
+            # pytest's tmp_path is private to root: use a directory the
+            # vault's user can reach, removed by the fixture.
+            workdir = pathlib.Path(tempfile.mkdtemp(prefix="tenantd-vault-"))
+            workdir.chmod(0o711)
         self.dir = workdir
         self.dir.mkdir(parents=True, exist_ok=True)
         self.user = user
@@ -365,6 +372,8 @@ def vault(tmp_path):
         if v.proc is not None and v.proc.poll() is None:
             v.stop()
         v.check_sanitizers()
+        if v.user is not None:
+            shutil.rmtree(v.dir, ignore_errors=True)
 
 
 def run_tenantd(*args, timeout=30):
