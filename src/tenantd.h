@@ -579,15 +579,6 @@ int	 tctl_parse_audit_prune(int, char **, json_t *);
 void	 tctl_print_audit_verify(json_t *);
 void	 tctl_print_audit_actions(json_t *);
 int	 tctl_stream_copy(int fd, const char *pending, size_t len);
-struct store_stats {
-	uint64_t	used;		/* bytes of pages in use */
-	uint64_t	mapsize;	/* current map */
-	uint64_t	max_size;	/* storage.max_size */
-	uint64_t	entries;	/* records, all databases */
-};
-int	 store_stats(struct store *, struct store_stats *);
-int	 store_db_entries(struct store *, const char *db, uint64_t *);
-int	 store_lock_holder(const char *dir, long *pid);
 
 /* metrics.c */
 #define METRIC_ROUTE_UNMATCHED	(-1)
