@@ -266,12 +266,14 @@ start(void)
 		    tenantd.conf->control.socket);
 	signals_start();
 	watchdog_start();
+	shipper_start(tenantd.base, tenantd.conf, NULL);	/* log shipping */
 }
 
 static void
 stop(void)
 {
 	control_shutdown();
+	shipper_stop();
 	event_free(tenantd.ev_term);
 	event_free(tenantd.ev_int);
 	event_free(tenantd.ev_hup);
