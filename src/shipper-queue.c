@@ -339,13 +339,16 @@ ship_dead_value(struct ship_stream *s, const struct ship_rec *r,
     long status, const char *body, size_t body_len)
 {
 	char	ts[40], *text;
-	json_t	*v;
+	json_t	*v, *resp;
 
 	format_iso8601(ts, sizeof(ts), wall_usec());
-	v = json_pack("{s:s, s:i, s:s%, s:s, s:s%}", "stream",
-	    shipper_stream_name(s->id), (int)status, "response", body,
-	    MINIMUM(body_len, (size_t)SHIP_DEAD_BODY_MAX), "time", ts,
-	    "record", r->json, r->len);
+	resp = json_stringn(body, MINIMUM(body_len,
+	    (size_t)SHIP_DEAD_BODY_MAX));
+	if (resp == NULL)	/* not UTF-8, or cut inside a character */
+		resp = json_string("(response body not shown: not UTF-8)");
+	v = json_pack("{s:s, s:i, s:o, s:s, s:s%}", "stream",
+	    shipper_stream_name(s->id), "status", (int)status, "response",
+	    resp, "time", ts, "record", r->json, r->len);
 	text = v != NULL ? json_dumps(v, JSON_COMPACT) : NULL;
 	json_decref(v);
 	return text;
