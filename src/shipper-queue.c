@@ -107,6 +107,8 @@ ship_load_cb(const void *key, size_t keylen, const void *val, size_t len,
 		return 0;
 	seq = get_be64((const uint8_t *)key + 1);
 	r = ship_rec_new(seq, SHIP_FROM_QUEUE, val, len);
+	/* a backlog: old enough to go without waiting for the flush timer */
+	r->wall_us -= shipper->ls->flush_interval * 1000;
 	ship_pending_add(s, r);
 	ship_count_queued(s, 1, (int64_t)len);
 	s->next_seq = seq + 1;
@@ -241,6 +243,31 @@ ship_commit_new(void)
 	return cm;
 }
 
+/*
+ * The oldest record not in flight, taken out: from the batches waiting to
+ * be retried (they hold the oldest during an outage), else pending.
+ */
+static struct ship_rec *
+ship_oldest_idle(struct ship_stream *s)
+{
+	struct ship_batch	*b;
+	struct ship_rec		*r;
+
+	while ((b = TAILQ_FIRST(&s->retry)) != NULL) {
+		if ((r = TAILQ_FIRST(&b->recs)) != NULL) {
+			TAILQ_REMOVE(&b->recs, r, entry);
+			b->bytes -= r->len + (b->nrecs > 1);
+			b->nrecs--;
+			return r;
+		}
+		TAILQ_REMOVE(&s->retry, b, entry);
+		ship_batch_free(b);
+	}
+	if ((r = TAILQ_FIRST(&s->pending)) != NULL)
+		ship_pending_remove(s, r);
+	return r;
+}
+
 /* Make room under the limit: drop the oldest idle records, then new. */
 static void
 ship_enforce_limit(struct ship_stream *s, struct ship_recq *recs,
@@ -251,8 +278,7 @@ ship_enforce_limit(struct ship_stream *s, struct ship_recq *recs,
 	uint64_t	 dropped = 0, limit = s->conf->queue_limit;
 
 	while (s->c.queue_bytes + s->committing_bytes + *bytes > limit &&
-	    (r = TAILQ_FIRST(&s->pending)) != NULL) {
-		ship_pending_remove(s, r);
+	    (r = ship_oldest_idle(s)) != NULL) {
 		ship_key(key, s->id, r->seq);
 		store_batch_del(b, SHIP_DB_QUEUE, key, sizeof(key));
 		ship_count_queued(s, -1, -(int64_t)r->len);

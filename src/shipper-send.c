@@ -397,12 +397,22 @@ ship_send_stream(struct ship_stream *s, int force)
 	struct ship_batch	*b;
 	size_t			 max = (size_t)shipper->ls->max_in_flight;
 
+	struct ship_rec		*first;
+
 	if (!s->conf->enabled || now_usec() < s->not_before_us)
 		return;
+	/* flush by size, by the timer, or once the oldest has waited */
+	if ((first = TAILQ_FIRST(&s->pending)) != NULL && first->wall_us +
+	    shipper->ls->flush_interval * 1000 <= wall_usec())
+		force = 1;
 	while (s->inflight < max) {
-		if ((b = TAILQ_FIRST(&s->retry)) != NULL)
+		if ((b = TAILQ_FIRST(&s->retry)) != NULL) {
 			TAILQ_REMOVE(&s->retry, b, entry);
-		else if (TAILQ_EMPTY(&s->pending) || (!force &&
+			if (b->nrecs == 0) {	/* emptied by the limit */
+				ship_batch_free(b);
+				continue;
+			}
+		} else if (TAILQ_EMPTY(&s->pending) || (!force &&
 		    s->pending_bytes < shipper->ls->max_batch_size))
 			break;
 		else if ((b = ship_batch_take(s)) == NULL)
