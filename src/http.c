@@ -33,6 +33,8 @@ struct request {
 	struct worker		*w;
 	struct conn		*conn;
 	int			 route;		/* index or METRIC_ROUTE_* */
+	struct evkeyvalq	 query;
+	int			 query_parsed;
 	struct route_param	 params[ROUTE_PARAMS_MAX];
 	size_t			 nparams;
 	const char		*origin;	/* allowed Origin, or NULL */
@@ -519,6 +521,8 @@ static void
 request_free(struct request *req)
 {
 	route_params_free(req->params, req->nparams);
+	if (req->query_parsed)
+		evhttp_clear_headers(&req->query);
 	req->w->inflight--;
 	free(req);
 }
@@ -552,6 +556,40 @@ const char *
 http_request_id(const struct request *req)
 {
 	return req->id;
+}
+
+/* A decoded query parameter; parsed on first use. */
+const char *
+http_query(struct request *req, const char *name)
+{
+	const struct evhttp_uri	*uri;
+	const char		*q;
+
+	if (!req->query_parsed) {
+		TAILQ_INIT(&req->query);
+		req->query_parsed = 1;
+		uri = evhttp_request_get_evhttp_uri(req->ev);
+		if (uri != NULL && (q = evhttp_uri_get_query(uri)) != NULL &&
+		    evhttp_parse_query_str(q, &req->query) == -1)
+			evhttp_clear_headers(&req->query);
+	}
+	return evhttp_find_header(&req->query, name);
+}
+
+/* The request body, contiguous; bounded by http.max_body_size. */
+const void *
+http_body(struct request *req, size_t *len)
+{
+	struct evbuffer	*buf = evhttp_request_get_input_buffer(req->ev);
+
+	*len = evbuffer_get_length(buf);
+	return *len == 0 ? "" : (const void *)evbuffer_pullup(buf, -1);
+}
+
+struct event_base *
+http_base(const struct request *req)
+{
+	return req->w->base;
 }
 
 int

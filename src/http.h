@@ -69,6 +69,9 @@ const struct config *http_conf(const struct request *);
 const char	*http_header(const struct request *, const char *);
 const char	*http_param(const struct request *, const char *);
 const char	*http_request_id(const struct request *);
+const char	*http_query(struct request *, const char *);
+const void	*http_body(struct request *, size_t *len);
+struct event_base *http_base(const struct request *);	/* for async work */
 int		 http_peer_is_loopback(const struct request *);
 void		 http_set_header(struct request *, const char *, const char *);
 void		 http_reply(struct request *, int status, const char *ctype,

@@ -1433,3 +1433,208 @@ keyring_pseudonym(struct keyring *kr, const char *tenant_id, const char *oid,
 	b32_encode(mac, 16, out + 2);
 	return 0;
 }
+
+/*
+ * The audit signing key (Ed25519) is derived from the master key rather
+ * than stored: it needs no slot in the keyring file (format 1 unchanged),
+ * is recovered with the master key, and exists only while a signature is
+ * made. Generation 1; a replacement key would be a new label.
+ */
+static EVP_PKEY *
+kr_audit_key(struct keyring *kr)
+{
+	EVP_PKEY	*pkey;
+	uint8_t		 seed[KEY_LEN];
+
+	kr_derive(kr->sec->kmk, KEY_LEN, "tenantd audit signing key v1",
+	    seed);
+	pkey = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, seed,
+	    KEY_LEN);
+	OPENSSL_cleanse(seed, sizeof(seed));
+	if (pkey == NULL)
+		fatalx("keyring: cannot make the audit signing key");
+	return pkey;
+}
+
+int
+keyring_audit_sign(struct keyring *kr, const void *msg, size_t len,
+    uint8_t *sig)
+{
+	EVP_MD_CTX	*ctx;
+	EVP_PKEY	*pkey = kr_audit_key(kr);
+	size_t		 siglen = KEYRING_AUDIT_SIG_LEN;
+	int		 ok;
+
+	if ((ctx = EVP_MD_CTX_new()) == NULL)
+		fatalx("keyring: EVP_MD_CTX_new");
+	ok = EVP_DigestSignInit(ctx, NULL, NULL, NULL, pkey) == 1 &&
+	    EVP_DigestSign(ctx, sig, &siglen, msg, len) == 1 &&
+	    siglen == KEYRING_AUDIT_SIG_LEN;
+	EVP_MD_CTX_free(ctx);
+	EVP_PKEY_free(pkey);
+	return ok ? KEYRING_OK : KEYRING_EFORMAT;
+}
+
+void
+keyring_audit_pubkey(struct keyring *kr, uint8_t *pub)
+{
+	EVP_PKEY	*pkey = kr_audit_key(kr);
+	size_t		 len = KEYRING_AUDIT_PUB_LEN;
+
+	if (EVP_PKEY_get_raw_public_key(pkey, pub, &len) != 1 ||
+	    len != KEYRING_AUDIT_PUB_LEN)
+		fatalx("keyring: cannot read the audit public key");
+	EVP_PKEY_free(pkey);
+}
+
+/*
+ * Make a raw KEK file (32 random bytes, mode 0600) unless one exists: the
+ * development KEK when keyring.kek is not set.
+ */
+int
+keyring_kek_generate(const char *path, int *created, char *err,
+    size_t errlen)
+{
+	uint8_t	kek[KEY_LEN];
+	ssize_t	n;
+	int	fd;
+
+	*created = 0;
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
+	    0600);
+	if (fd == -1 && errno == EEXIST)
+		return 0;
+	if (fd == -1) {
+		snprintf(err, errlen, "KEK file %s: %s", path,
+		    strerror(errno));
+		return -1;
+	}
+	random_bytes(kek, sizeof(kek));
+	n = write(fd, kek, sizeof(kek));
+	OPENSSL_cleanse(kek, sizeof(kek));
+	if (n != (ssize_t)sizeof(kek) || fsync(fd) == -1) {
+		snprintf(err, errlen, "KEK file %s: %s", path,
+		    n == -1 ? strerror(errno) : "short write");
+		close(fd);
+		unlink(path);
+		return -1;
+	}
+	close(fd);
+	*created = 1;
+	return 0;
+}
+
+/* When the active data key term was made (Unix seconds). */
+int
+keyring_active_age(struct keyring *kr, uint64_t *created)
+{
+	pthread_rwlock_rdlock(&kr->lock);
+	*created = kr->terms[kr->active].created;
+	pthread_rwlock_unlock(&kr->lock);
+	return 0;
+}
+
+/*
+ * A new recovery key goes to the terminal if there is one, else to a
+ * 0600 file the operator must move offline: never into the log.
+ */
+static void
+kr_hand_over_recovery(const char *keyring_path, const char *key)
+{
+	char	*path;
+	FILE	*f;
+	int	 fd;
+
+	if (isatty(STDERR_FILENO)) {
+		fprintf(stderr, "\nRECOVERY KEY for %s (shown once; store it "
+		    "offline):\n\n    %s\n\n", keyring_path, key);
+		return;
+	}
+	xasprintf(&path, "%s.recovery", keyring_path);
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd == -1 || (f = fdopen(fd, "w")) == NULL) {
+		log_warn("recovery key: cannot write %s; it is lost, make a "
+		    "new keyring to get one", path);
+		if (fd != -1)
+			close(fd);
+		free(path);
+		return;
+	}
+	fprintf(f, "%s\n", key);
+	if (fflush(f) != 0 || fsync(fd) == -1)
+		log_warn("recovery key: %s", path);
+	fclose(f);
+	log_warnx("the recovery key of %s was written to %s: move it "
+	    "offline and delete the file", keyring_path, path);
+	free(path);
+}
+
+/* The KEK source of kc, or the development KEK under state_dir. */
+static int
+kr_conf_kek(const struct keyring_conf *kc, const char *state_dir,
+    char **spec, char *err, size_t errlen)
+{
+	char	*path;
+	int	 created;
+
+	if (kc->kek != NULL) {
+		*spec = xstrdup(kc->kek);
+		return 0;
+	}
+	xasprintf(&path, "%s/kek", state_dir);
+	if (keyring_kek_generate(path, &created, err, errlen) == -1) {
+		free(path);
+		return -1;
+	}
+	log_warnx("keyring.kek is not set: %s the development KEK %s, "
+	    "which lies next to the data it protects; set keyring.kek for "
+	    "production", created ? "generated" : "using", path);
+	xasprintf(spec, "file:%s", path);
+	free(path);
+	return 0;
+}
+
+/* Load (or create) the keyring a configuration section describes. */
+int
+keyring_load_conf(const struct keyring_conf *kc, const char *state_dir,
+    struct keyring **kr, char *err, size_t errlen)
+{
+	struct keyring_params	 p;
+	char			 recovery[KEYRING_RECOVERY_LEN], *spec;
+	int			 created, rv;
+
+	if (kr_conf_kek(kc, state_dir, &spec, err, errlen) == -1)
+		return -1;
+	memset(&p, 0, sizeof(p));
+	p.path = kc->path;
+	p.kek = spec;
+	p.rotate_after = kc->rotate_after;
+	p.create = 1;
+	p.recovery = kc->recovery;
+	recovery[0] = '\0';
+	rv = keyring_load(&p, kr, &created, recovery, err, errlen);
+	if (rv == 0 && created && recovery[0] != '\0')
+		kr_hand_over_recovery(kc->path, recovery);
+	OPENSSL_cleanse(recovery, sizeof(recovery));
+	free(spec);
+	return rv;
+}
+
+/* Recover kc's keyring with a recovery key, rewrapping it under kc->kek. */
+int
+keyring_recover_conf(const struct keyring_conf *kc, const char *state_dir,
+    const char *recovery, char *err, size_t errlen)
+{
+	struct keyring_params	 p;
+	char			*spec;
+	int			 rv;
+
+	if (kr_conf_kek(kc, state_dir, &spec, err, errlen) == -1)
+		return -1;
+	memset(&p, 0, sizeof(p));
+	p.path = kc->path;
+	p.kek = spec;
+	rv = keyring_recover(&p, recovery, err, errlen);
+	free(spec);
+	return rv;
+}

@@ -5,7 +5,6 @@
  */
 #include "config.h"
 
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <errno.h>
 #include <signal.h>
@@ -125,6 +124,7 @@ daemon_reload(char **errors)
 		log_warnx("reload: listener changes take effect at the next "
 		    "restart; the current listeners stay");
 	http_reconfigure(conf, ctx);
+	daemon_store_reload(conf);
 	SSL_CTX_free(ctx);		/* the workers hold their references */
 	conf_unref(tenantd.conf);
 	tenantd.conf = conf;
@@ -183,7 +183,7 @@ sig_hup_cb(evutil_socket_t sig, short ev, void *arg)
 	if (tenantd.stopping)
 		return;
 	log_info("SIGHUP received; reloading %s", tenantd.conf_path);
-	daemon_reload(&errors);
+	audit_signal_reload(daemon_reload(&errors) == 0);
 	free(errors);
 }
 
@@ -250,11 +250,15 @@ start(void)
 	if (evthread_use_pthreads() == -1)
 		fatalx("libevent threads unavailable");
 	/* no core dumps or ptrace peeks at key material */
-	prctl(PR_SET_DUMPABLE, 0);
+	keyring_protect_process();
 	if ((tenantd.base = event_base_new()) == NULL)
 		fatalx("event_base_new failed");
 	state_dir_ensure(tenantd.conf->state_dir);
 	ready_set("config", READY_OK, tenantd.conf_path);
+	daemon_store_start(tenantd.base, tenantd.conf);
+	if (vault_client_start(tenantd.base, tenantd.conf, err,
+	    sizeof(err)) == -1)
+		fatalx("cannot start: %s", err);
 	if (uses_tls(tenantd.conf) &&
 	    (ctx = tls_setup(tenantd.conf, err, sizeof(err))) == NULL)
 		fatalx("%s", err);
@@ -266,7 +270,7 @@ start(void)
 		    tenantd.conf->control.socket);
 	signals_start();
 	watchdog_start();
-	shipper_start(tenantd.base, tenantd.conf, NULL);	/* log shipping */
+	shipper_start(tenantd.base, tenantd.conf, daemon_store()); /* logs */
 }
 
 static void
@@ -274,6 +278,8 @@ stop(void)
 {
 	control_shutdown();
 	shipper_stop();
+	vault_client_stop();
+	daemon_store_stop();
 	event_free(tenantd.ev_term);
 	event_free(tenantd.ev_int);
 	event_free(tenantd.ev_hup);

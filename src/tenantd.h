@@ -180,6 +180,40 @@ struct log_shipping_conf {
 	uint64_t		 health_interval;	/* s; 0: none */
 };
 
+struct keyring_conf {
+	char		*kek;		/* NULL: the development KEK file */
+	char		*path;		/* default STATE_DIR/keyring */
+	uint64_t	 rotate_after;	/* seconds; 0: never by age */
+	int		 recovery;	/* issue a recovery key at creation */
+};
+
+struct storage_conf {
+	char		*path;		/* default STATE_DIR/store */
+	uint64_t	 max_size;	/* bytes */
+};
+
+/* Where a vault listens or is reached: a unix socket or mutual TLS. */
+struct vault_tls_conf {
+	char		*certificate;	/* own certificate (PEM path) */
+	char		*key;		/* secret reference, resolved */
+	char		*ca;		/* CA that signs the peer */
+};
+
+enum vault_mode {
+	VAULT_CHILD = 0,	/* tenantd runs tenantd-vault itself */
+	VAULT_EXTERNAL,		/* a separate unit, maybe another host */
+};
+
+struct vault_conf {
+	int			 mode;		/* enum vault_mode */
+	char			*address;	/* socket path or tls://h:p */
+	char			*config;	/* child: the vault's config */
+	char			*program;	/* child: NULL = found */
+	struct vault_tls_conf	 tls;
+	uint64_t		 timeout;	/* ms, one request */
+	int			 pending_max;	/* puts kept while down */
+};
+
 struct config {
 	int			 refcnt;
 	char			*path;
@@ -194,6 +228,23 @@ struct config {
 	struct metrics_conf	 metrics;
 	struct control_conf	 control;
 	struct log_shipping_conf log_shipping;
+	struct keyring_conf	 keyring;
+	struct storage_conf	 storage;
+	struct vault_conf	 vault;
+};
+
+/* The vault's own configuration (tenantd-vault -c FILE). */
+struct vault_config {
+	char			*path;
+	char			*state_dir;
+	enum log_level		 log_level;
+	struct keyring_conf	 keyring;
+	struct storage_conf	 storage;
+	char			*listen;	/* socket path or tls://h:p */
+	struct vault_tls_conf	 tls;
+	char			**allow_users;	/* unix peers: names/uids */
+	size_t			 nallow_users;
+	int			 max_connections;
 };
 
 /* conf_load flags */
@@ -204,6 +255,9 @@ struct config {
  * set *errors to the collected "FILE:LINE:COL: message" lines.
  */
 struct config	*conf_load(const char *file, int flags, char **errors);
+struct vault_config *conf_load_vault(const char *file, int flags,
+		    char **errors);
+void		 conf_free_vault(struct vault_config *);
 struct config	*conf_ref(struct config *);
 void		 conf_unref(struct config *);
 
@@ -263,6 +317,7 @@ struct conf_key {
 };
 
 extern const struct conf_section conf_root;
+extern const struct conf_section conf_vault_root;
 
 void	 conf_error(struct conf_ctx *, const struct conf_node *,
 	    const char *, ...) PRINTFLIKE(3, 4);
@@ -270,6 +325,9 @@ int	 conf_flags(const struct conf_ctx *);
 int	 conf_walk_map(struct conf_ctx *, const struct conf_node *,
 	    const struct conf_section *, void *obj);
 void	 conf_set_defaults(const struct conf_section *, void *obj);
+int	 conf_load_section(const char *file, int flags,
+	    const struct conf_section *root, void *obj, char **errors);
+void	 conf_release(const struct conf_section *, void *obj);
 const struct conf_node *conf_node_get(const struct conf_node *map,
 	    const char *key);
 const char *conf_node_scalar(const struct conf_node *);
@@ -342,6 +400,19 @@ const char *keyring_strerror(int);
 int	 keyring_pseudonym(struct keyring *, const char *tenant_id,
 	    const char *oid, char *out);	/* KEYRING_PSEUDONYM_LEN */
 void	 keyring_protect_process(void);	/* PR_SET_DUMPABLE 0, no core */
+/* The Ed25519 key that signs audit checkpoints and anchors. */
+#define KEYRING_AUDIT_SIG_LEN	64
+#define KEYRING_AUDIT_PUB_LEN	32
+int	 keyring_audit_sign(struct keyring *, const void *msg, size_t len,
+	    uint8_t *sig);	/* KEYRING_AUDIT_SIG_LEN */
+void	 keyring_audit_pubkey(struct keyring *, uint8_t *pub);
+int	 keyring_kek_generate(const char *path, int *created, char *err,
+	    size_t errlen);	/* a raw KEK file, made once */
+int	 keyring_active_age(struct keyring *, uint64_t *created);
+int	 keyring_load_conf(const struct keyring_conf *, const char *state_dir,
+	    struct keyring **, char *err, size_t errlen);
+int	 keyring_recover_conf(const struct keyring_conf *,
+	    const char *state_dir, const char *recovery, char *err, size_t);
 
 /*
  * store.c, store-writer.c: the only code that calls mdb_*. One LMDB
@@ -397,6 +468,172 @@ int	 store_scan(struct store *, const char *db, const void *prefix,
 	    size_t prefixlen, store_scan_fn, void *arg);
 int	 store_count_term(struct store *, uint32_t term, uint64_t *count);
 int	 store_rewrap(struct store *, size_t limit, size_t *rewrapped);
+int	 store_scan_from(struct store *, const char *db, const void *start,
+	    size_t startlen, store_scan_fn, void *arg);	/* keys >= start */
+
+/*
+ * Write hooks (store-writer.c, store.c): a batch may carry a function that
+ * the writer thread calls inside the write transaction, in order with the
+ * batch's other operations. It reads and writes through the store_txn_*
+ * calls, so what it sees and writes is exactly what commits with the
+ * batch: if the batch fails, everything the hook wrote is undone with it.
+ * A hook may run more than once for one batch (a group that fails is
+ * retried batch by batch), so it must derive its state from the
+ * transaction, not from memory. It returns STORE_OK or fails the batch.
+ */
+struct store_txn;
+typedef int (*store_hook_fn)(struct store_txn *, void *arg);
+int	 store_batch_hook(struct store_batch *, store_hook_fn, void *arg,
+	    void (*free_arg)(void *));
+int	 store_txn_put(struct store_txn *, const char *db, const void *key,
+	    size_t keylen, const void *val, size_t vallen);	/* seals */
+int	 store_txn_del(struct store_txn *, const char *db, const void *key,
+	    size_t keylen);
+int	 store_txn_get(struct store_txn *, const char *db, const void *key,
+	    size_t keylen, void **val, size_t *vallen);	/* free(*val) */
+int	 store_txn_last(struct store_txn *, const char *db, void *key,
+	    size_t *keylen, void **val, size_t *vallen);	/* free(*val) */
+
+struct store_stats {
+	uint64_t	used;		/* bytes of pages in use */
+	uint64_t	mapsize;	/* current map */
+	uint64_t	max_size;	/* storage.max_size */
+	uint64_t	entries;	/* records, all databases */
+};
+int	 store_stats(struct store *, struct store_stats *);
+int	 store_db_entries(struct store *, const char *db, uint64_t *);
+int	 store_lock_holder(const char *dir, long *pid);
+
+/*
+ * audit.c, audit-verify.c, audit-export.c: the audit trail. One record per
+ * action, numbered and hash-chained in commit order by the store's writer
+ * thread (a write hook), sealed like every stored value, with signed
+ * checkpoints. See docs/AUDIT.md.
+ */
+#define AUDIT_DB		"audit"
+#define AUDIT_DETAILS_MAX	8
+#define AUDIT_SOURCE_LEN	48
+
+enum audit_outcome {
+	AUDIT_OK = 0,
+	AUDIT_DENIED,
+	AUDIT_ERROR,
+};
+
+struct audit_action {
+	const char	*name;		/* dotted verb: "settings.put" */
+	const char	*ctl;		/* the tenantctl command, or NULL */
+	const char	*route;		/* "PUT /v1/settings/{scope}/{key}" */
+	const char	*summary;
+};
+
+struct audit_detail {
+	char		 key[32];	/* [a-z0-9_] */
+	char		 value[256];
+	int		 is_int;
+	long long	 num;
+};
+
+/* What a caller fills (audit_record_*); strings are bounded copies. */
+struct audit_record {
+	const struct audit_action *action;
+	char		 actor[80];	/* pseudonym, system, operator:UID */
+	char		 roles[80];	/* "admin,auditor" */
+	char		 target[256];	/* opaque ids only */
+	enum audit_outcome outcome;
+	int		 status;	/* HTTP status; 0 when none */
+	char		 request_id[72];
+	char		 client_app[128];
+	char		 source[AUDIT_SOURCE_LEN]; /* a /24 or /48 network */
+	struct audit_detail details[AUDIT_DETAILS_MAX];
+	size_t		 ndetails;
+};
+
+struct audit_params {
+	uint64_t	 checkpoint_every;	/* records; 0: 1000 */
+	uint64_t	 checkpoint_interval;	/* seconds; 0: 300 */
+	uint64_t	 denied_per_source;	/* per minute; 0: 10 */
+	uint64_t	 denied_total;		/* per minute; 0: 120 */
+};
+
+enum audit_format {
+	AUDIT_CSV = 0,
+	AUDIT_JSON,
+	AUDIT_JSONL,
+};
+
+struct audit_filter {
+	uint64_t	 from_seq, to_seq;	/* 0: open */
+	char		 from_ts[32], to_ts[32]; /* ISO 8601 UTC; "": open */
+	char		 actor[80];
+	char		 action[64];		/* exact, or "keys.*" */
+	char		 outcome[8];
+	enum audit_format format;
+	int		 bom;			/* CSV: UTF-8 BOM (default) */
+};
+
+struct audit_export;
+
+extern const struct audit_action audit_actions[];
+extern const size_t audit_nactions;
+
+int	 audit_init(struct store *, struct keyring *,
+	    const struct audit_params *, char *err, size_t);
+void	 audit_shutdown(void);
+int	 audit_enabled(void);
+const struct audit_action *audit_action_find(const char *);
+const struct audit_action *audit_action_for_ctl(const char *cmd);
+json_t	*audit_actions_json(void);
+int	 audit_record_init(struct audit_record *, const char *action,
+	    const char *actor);		/* -1: no such action */
+void	 audit_record_roles(struct audit_record *, const char *);
+void	 audit_record_target(struct audit_record *, const char *, ...)
+	    PRINTFLIKE(2, 3);
+void	 audit_record_outcome(struct audit_record *, enum audit_outcome,
+	    int status);
+void	 audit_record_request(struct audit_record *, const char *request_id,
+	    const char *client_app, const struct sockaddr *peer);
+void	 audit_record_detail(struct audit_record *, const char *key,
+	    const char *, ...) PRINTFLIKE(3, 4);
+void	 audit_record_detail_int(struct audit_record *, const char *key,
+	    long long);
+void	 audit_source_format(const struct sockaddr *, char *, size_t);
+/* In the same transaction as the batch's change; a failure fails both. */
+int	 audit_batch_add(struct store_batch *, const struct audit_record *);
+int	 audit_log_now(const struct audit_record *);	/* durable on 0 */
+int	 audit_log_async(const struct audit_record *, struct event_base *);
+int	 audit_denied(const struct audit_record *, struct event_base *);
+void	 audit_tick(struct event_base *);	/* suppressed counts */
+int	 audit_checkpoint(void);	/* sign the head now, if it moved */
+int	 audit_prune(uint64_t through_seq, char *err, size_t);
+void	 audit_pubkey(char *hex, size_t, char *key_id, size_t);
+json_t	*audit_status_json(void);
+json_t	*audit_verify(uint64_t from_seq);
+int	 audit_filter_set(struct audit_filter *, const char *key,
+	    const char *value, char *err, size_t);
+struct audit_export *audit_export_new(const struct audit_filter *);
+int	 audit_export_fill(struct audit_export *, struct evbuffer *,
+	    size_t max);		/* 1 more, 0 done, <0 store_status */
+uint64_t audit_export_rows(const struct audit_export *);
+void	 audit_export_free(struct audit_export *);
+const char *audit_export_ctype(const struct audit_filter *);
+
+/* ctl-audit.c: the audit trail in tenantd and `tenantctl audit ...` */
+void	 audit_daemon_start(struct event_base *, struct store *,
+	    struct keyring *);
+void	 audit_daemon_stop(void);
+void	 audit_signal_reload(int ok);
+int	 audit_ctl(uid_t, const char *cmd, const char *error);
+void	 audit_ctl_detail(const char *key, const char *value);
+void	 audit_ctl_denied(uid_t);
+
+/* tenantctl-audit.c: the client side of `tenantctl audit ...` */
+int	 tctl_parse_audit_verify(int, char **, json_t *);
+int	 tctl_parse_audit_export(int, char **, json_t *);
+int	 tctl_parse_audit_prune(int, char **, json_t *);
+void	 tctl_print_audit_verify(json_t *);
+void	 tctl_print_audit_actions(json_t *);
+int	 tctl_stream_copy(int fd, const char *pending, size_t len);
 
 /* metrics.c */
 #define METRIC_ROUTE_UNMATCHED	(-1)
@@ -451,6 +688,22 @@ struct ctl_command {
 	const char	*summary;
 };
 const struct ctl_command *ctl_command_find(const char *);
+/*
+ * control.c: a command may stream after its answer line (audit export):
+ * the handler calls ctl_stream_begin; control.c then sends frames
+ * {"chunk":N}\n + N bytes, with at most CTL_STREAM_QUEUE bytes unsent,
+ * and a last line {"end":true} or {"end":false,"error":"..."}.
+ * fn appends about max bytes: 1 more, 0 done, -1 failed (*error set).
+ */
+#define CTL_STREAM_QUEUE	(256 * 1024)
+typedef int (*ctl_stream_fn)(void *arg, struct evbuffer *, size_t max,
+    char **error);
+void	 ctl_stream_begin(ctl_stream_fn, void (*free_arg)(void *), void *);
+json_t	*ctl_audit_verify(const struct ctl_peer *, json_t *, char **);
+json_t	*ctl_audit_export(const struct ctl_peer *, json_t *, char **);
+json_t	*ctl_audit_pubkey(const struct ctl_peer *, json_t *, char **);
+json_t	*ctl_audit_actions(const struct ctl_peer *, json_t *, char **);
+json_t	*ctl_audit_prune(const struct ctl_peer *, json_t *, char **);
 
 /*
  * control.c, ctl-daemon.c, tenantctl.c: limits of the control protocol. A
@@ -458,6 +711,95 @@ const struct ctl_command *ctl_command_find(const char *);
  * set to a malloc'd message that the dispatcher frees.
  */
 #define CTL_LINE_MAX		(64 * 1024)	/* one request line, bytes */
+
+/*
+ * vault-proto.c: the protocol between tenantd and tenantd-vault, shared by
+ * both ends. A frame is a 4-byte big-endian length and one JSON object:
+ * {"id":N,"op":"put"|"resolve"|"forget"|"stats",...} answered by
+ * {"id":N,"ok":true,...} or {"id":N,"ok":false,"error":"..."}.
+ */
+#define VAULT_FRAME_MAX		(64 * 1024)
+#define VAULT_FIELD_MAX		256	/* oid, upn, requester */
+#define VAULT_NAME_MAX		512	/* display name, reason */
+#define VAULT_DEFAULT_SOCKET	"/run/tenantd-vault/vault.sock"
+#define VAULT_TLS_PREFIX	"tls://"
+
+struct ssl_ctx_st;
+int	 vault_address_parse(const char *, struct sockaddr_storage *,
+	    socklen_t *, int *tls, char *err, size_t errlen);
+int	 vault_frame_add(struct evbuffer *, json_t *);
+int	 vault_frame_take(struct evbuffer *, json_t **, char *err, size_t);
+int	 vault_pseudonym_ok(const char *);
+int	 vault_text_ok(const char *, size_t max);
+int	 vault_identity_ok(json_t *, char *err, size_t errlen);
+struct ssl_ctx_st *vault_tls_ctx(int server, const struct vault_tls_conf *,
+	    char *err, size_t errlen);
+struct ssl_st *vault_tls_ssl(struct ssl_ctx_st *, const char *address);
+int	 vault_call(const struct vault_conf *, json_t *request,
+	    json_t **answer, char *err, size_t errlen);	/* blocking */
+
+/*
+ * daemon-store.c: tenantd's keyring and store: loading at start-up,
+ * readiness, the rotation timer, background rewrap, metrics.
+ */
+#define DAEMON_DB_VAULT_PENDING	"vault_pending"
+void	 daemon_store_start(struct event_base *, const struct config *);
+void	 daemon_store_reload(const struct config *);
+void	 daemon_store_stop(void);
+struct store	*daemon_store(void);
+struct keyring	*daemon_keyring(void);
+json_t	*daemon_keys_status(void);
+int	 daemon_keys_rewrap_start(char *err, size_t errlen);
+int	 daemon_keys_retire(uint32_t term, char *err, size_t errlen);
+void	 daemon_store_metrics(struct evbuffer *);
+
+/*
+ * vault-client.c: tenantd's side of the vault, on the main event loop.
+ * vault_put() is acknowledged once the put is durable in tenantd's own
+ * store (database vault_pending); delivery to the vault follows, with
+ * retries while the vault is unreachable.
+ */
+typedef void (*vault_done_fn)(int status, json_t *result,
+    const char *error, void *arg);	/* status 0 or -1 */
+int	 vault_client_start(struct event_base *, const struct config *,
+	    char *err, size_t errlen);
+void	 vault_client_stop(void);
+int	 vault_put(const char *pseudonym, json_t *identity,
+	    vault_done_fn, void *arg);
+int	 vault_put_sync(const char *pseudonym, json_t *identity,
+	    char *err, size_t errlen);
+int	 vault_resolve(const char *pseudonym, const char *requester,
+	    const char *reason, vault_done_fn, void *arg);
+int	 vault_forget(const char *pseudonym, vault_done_fn, void *arg);
+int	 vault_stats(vault_done_fn, void *arg);
+int	 vault_forget_pending(const char *pseudonym, char *err, size_t);
+json_t	*vault_client_status(void);
+void	 vault_client_metrics(struct evbuffer *);
+
+/* vault-child.c: mode child: run and supervise tenantd-vault. */
+int	 vault_child_start(struct event_base *, const struct config *,
+	    char *err, size_t errlen);
+void	 vault_child_stop(void);
+
+/* ctl-keys.c: the keys and vault control commands. */
+json_t	*ctl_keys_status(const struct ctl_peer *, json_t *, char **);
+json_t	*ctl_keys_rotate(const struct ctl_peer *, json_t *, char **);
+json_t	*ctl_keys_rewrap(const struct ctl_peer *, json_t *, char **);
+json_t	*ctl_keys_retire(const struct ctl_peer *, json_t *, char **);
+json_t	*ctl_vault_status(const struct ctl_peer *, json_t *, char **);
+json_t	*ctl_vault_pseudonym(const struct ctl_peer *, json_t *, char **);
+json_t	*ctl_vault_put(const struct ctl_peer *, json_t *, char **);
+json_t	*ctl_vault_resolve(const struct ctl_peer *, json_t *, char **);
+json_t	*ctl_vault_forget(const struct ctl_peer *, json_t *, char **);
+json_t	*ctl_vault_stats(const struct ctl_peer *, json_t *, char **);
+
+/* vault-serve.c: tenantd-vault's connections and operations. */
+struct vault_server;
+extern const char *const vault_dbs[];	/* the vault's databases */
+struct vault_server *vault_serve_start(struct event_base *,
+	    const struct vault_config *, struct store *, const char *listen,
+	    char *err, size_t errlen);
+void	 vault_serve_stop(struct vault_server *);
 
 /*
  * httpc.c: the one outbound HTTP client. libcurl's multi interface driven
