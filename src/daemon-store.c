@@ -20,7 +20,7 @@
 #define REWRAP_BATCH		256	/* values per write transaction */
 
 static const char *const daemon_dbs[] = { DAEMON_DB_VAULT_PENDING, AUDIT_DB,
-    NULL };
+    SHIP_DB_QUEUE, SHIP_DB_DEAD, SHIP_DB_STATE, NULL };
 
 enum rewrap_state { REWRAP_IDLE, REWRAP_RUNNING, REWRAP_DONE, REWRAP_FAILED };
 static const char *const rewrap_names[] = {

@@ -225,6 +225,7 @@ static void (*const renderers[])(struct evbuffer *) = {
 	render_requests,
 	render_durations,
 	render_process,
+	shipper_metrics_render,
 	daemon_store_metrics,
 };
 

@@ -270,12 +270,14 @@ start(void)
 		    tenantd.conf->control.socket);
 	signals_start();
 	watchdog_start();
+	shipper_start(tenantd.base, tenantd.conf, daemon_store()); /* logs */
 }
 
 static void
 stop(void)
 {
 	control_shutdown();
+	shipper_stop();
 	vault_client_stop();
 	daemon_store_stop();
 	event_free(tenantd.ev_term);
