@@ -11,6 +11,8 @@
 
 #include <event2/event.h>
 
+#include <event2/buffer.h>
+
 #include "tenantd.h"
 #include "shipper.h"
 
@@ -563,12 +565,96 @@ ship_cursor_read(struct ship_stream *s)
 	SHIP_SET(s->c.queue_bytes, s->win_bytes);
 }
 
-/*
- * The audit stream's source: the audit log's read API (branch audit).
- * Until it is merged there is no audit log to read, and the stream waits.
- */
+/* An audit record (JSON Lines export) as a TenantdAudit_CL row. */
+static json_t *
+ship_audit_row(json_t *in, uint64_t seq)
+{
+	const char	*action = json_string_value(json_object_get(in,
+			    "action"));
+	char		 id[32];
+
+	snprintf(id, sizeof(id), "audit-%llu", (unsigned long long)seq);
+	return json_pack("{s:O?, s:s, s:I, s:s, s:O?, s:O?, s:O?, s:O?, "
+	    "s:O?, s:O?, s:O?, s:O?, s:O?, s:O?, s:O?}",
+	    "TimeGenerated", json_object_get(in, "ts"), "RecordId", id,
+	    "Seq", (json_int_t)seq, "Kind", action != NULL &&
+	    strcmp(action, "audit.checkpoint") == 0 ? "checkpoint" : "record",
+	    "Actor", json_object_get(in, "actor"),
+	    "ActorRoles", json_object_get(in, "actor_roles"),
+	    "Action", json_object_get(in, "action"),
+	    "Target", json_object_get(in, "target"),
+	    "Outcome", json_object_get(in, "outcome"),
+	    "Status", json_object_get(in, "status"),
+	    "RequestId", json_object_get(in, "request_id"),
+	    "ClientApp", json_object_get(in, "client_app"),
+	    "Source", json_object_get(in, "source"),
+	    "Details", json_object_get(in, "details"),
+	    "Hash", json_object_get(in, "hash"));
+}
+
+/* Emit each exported line; the export's order is the log's order. */
+static int
+ship_audit_emit_lines(struct evbuffer *buf, ship_emit_fn emit, void *ctx)
+{
+	json_t		*in, *row;
+	json_int_t	 seq;
+	char		*line, *text;
+	size_t		 len;
+
+	while ((line = evbuffer_readln(buf, &len, EVBUFFER_EOL_LF)) != NULL) {
+		in = json_loadb(line, len, 0, NULL);
+		free(line);
+		seq = json_integer_value(json_object_get(in, "seq"));
+		if (seq <= 0 || (row = ship_audit_row(in, seq)) == NULL) {
+			json_decref(in);
+			return -1;
+		}
+		json_decref(in);
+		text = json_dumps(row, JSON_COMPACT);
+		json_decref(row);
+		if (text == NULL)
+			return -1;
+		emit(ctx, (uint64_t)seq, text, strlen(text));
+		free(text);
+	}
+	return 0;
+}
+
+/* The audit stream reads the audit log itself: no second copy. */
+static int
+ship_audit_read(void *arg, uint64_t after, size_t max_bytes,
+    ship_emit_fn emit, void *ctx)
+{
+	struct audit_filter	 f;
+	struct audit_export	*e;
+	struct evbuffer		*buf;
+	int			 rv;
+
+	if (!audit_enabled())
+		return 0;
+	memset(&f, 0, sizeof(f));
+	f.from_seq = after + 1;
+	f.format = AUDIT_JSONL;
+	if ((e = audit_export_new(&f)) == NULL)
+		return -1;
+	if ((buf = evbuffer_new()) == NULL) {
+		audit_export_free(e);
+		return -1;
+	}
+	rv = audit_export_fill(e, buf, max_bytes);
+	audit_export_free(e);
+	if (rv >= 0)
+		rv = ship_audit_emit_lines(buf, emit, ctx);
+	evbuffer_free(buf);
+	return rv < 0 ? -1 : 0;
+}
+
+static const struct ship_source ship_audit = {
+	"audit log", ship_audit_read, NULL
+};
+
 const struct ship_source *
 ship_audit_source(void)
 {
-	return NULL;
+	return &ship_audit;
 }
