@@ -324,76 +324,6 @@ ship_thread(void *arg)
 	return NULL;
 }
 
-/*
- * Interim: until the daemon opens its store (branch vault), the shipper
- * keeps its queue in a store of its own under STATE_DIR/shipping, sealed
- * under a generated KEK file there. Replaced by daemon_store().
- */
-static int
-ship_kek_ensure(const char *path, char *err, size_t errlen)
-{
-	unsigned char	kek[32];
-	int		fd;
-
-	if (access(path, F_OK) == 0)
-		return 0;
-	if ((fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) ==
-	    -1) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
-		return -1;
-	}
-	if (RAND_bytes(kek, sizeof(kek)) != 1 ||
-	    write(fd, kek, sizeof(kek)) != (ssize_t)sizeof(kek) ||
-	    fsync(fd) == -1) {
-		snprintf(err, errlen, "%s: cannot write the KEK", path);
-		close(fd);
-		unlink(path);
-		return -1;
-	}
-	OPENSSL_cleanse(kek, sizeof(kek));
-	close(fd);
-	return 0;
-}
-
-static int
-ship_private_store(struct shipper *sh, char *err, size_t errlen)
-{
-	static const char *const dbs[] = { SHIP_DB_QUEUE, SHIP_DB_DEAD,
-	    SHIP_DB_STATE, NULL };
-	struct keyring_params	 kp = { 0 };
-	struct store_params	 sp = { 0 };
-	char			*dir, *kek, *spec, *krpath, *stdir;
-	int			 rv = -1;
-
-	xasprintf(&dir, "%s/shipping", sh->conf->state_dir);
-	xasprintf(&kek, "%s/kek", dir);
-	xasprintf(&spec, "file:%s", kek);
-	xasprintf(&krpath, "%s/keyring", dir);
-	xasprintf(&stdir, "%s/store", dir);
-	if (mkdir(dir, 0700) == -1 && errno != EEXIST)
-		snprintf(err, errlen, "%s: %s", dir, strerror(errno));
-	else if (ship_kek_ensure(kek, err, errlen) == 0) {
-		kp.path = krpath;
-		kp.kek = spec;
-		kp.create = 1;
-		sp.dir = stdir;
-		sp.dbs = dbs;
-		sp.max_size = 64ULL << 30;
-		if (keyring_load(&kp, &sh->own_kr, NULL, NULL, err,
-		    errlen) == 0) {
-			sp.keyring = sh->own_kr;
-			rv = store_open(&sp, &sh->own_st, err, errlen);
-		}
-	}
-	free(dir);
-	free(kek);
-	free(spec);
-	free(krpath);
-	free(stdir);
-	sh->st = sh->own_st;
-	return rv == 0 ? 0 : -1;
-}
-
 static int
 ship_load_shared_key(struct shipper *sh, char *err, size_t errlen)
 {
@@ -485,9 +415,8 @@ ship_setup(struct shipper *sh, struct store *st)
 		if (ship_load_shared_key(sh, err, sizeof(err)) == -1)
 			fatalx("log shipping: %s", err);
 	}
-	if ((sh->st = st) == NULL && ship_private_store(sh, err,
-	    sizeof(err)) == -1)
-		fatalx("log shipping: %s", err);
+	if ((sh->st = st) == NULL)
+		fatalx("log shipping: the store is not open");
 	if ((sh->base = event_base_new()) == NULL)
 		fatalx("log shipping: event_base_new failed");
 	sh->hc = httpc_new(sh->base);
@@ -554,8 +483,6 @@ shipper_stop(void)
 	httpc_free(sh->hc);
 	ship_free_events(sh);
 	event_base_free(sh->base);
-	store_close(sh->own_st);
-	keyring_free(sh->own_kr);
 	if (sh->shared_key != NULL)
 		OPENSSL_cleanse(sh->shared_key, sh->shared_key_len);
 	free(sh->shared_key);

@@ -108,8 +108,6 @@ struct shipper {
 	struct config		*conf;
 	const struct log_shipping_conf *ls;
 	struct store		*st;
-	struct store		*own_st;	/* interim private store */
-	struct keyring		*own_kr;
 	struct event_base	*base;
 	struct httpc		*hc;
 	struct ship_cred	*cred;
