@@ -183,7 +183,7 @@ sig_hup_cb(evutil_socket_t sig, short ev, void *arg)
 	if (tenantd.stopping)
 		return;
 	log_info("SIGHUP received; reloading %s", tenantd.conf_path);
-	daemon_reload(&errors);
+	audit_signal_reload(daemon_reload(&errors) == 0);
 	free(errors);
 }
 
@@ -271,6 +271,7 @@ start(void)
 		    tenantd.conf->control.socket);
 	signals_start();
 	watchdog_start();
+	shipper_start(tenantd.base, tenantd.conf, daemon_store()); /* logs */
 }
 
 static void
@@ -278,6 +279,7 @@ stop(void)
 {
 	control_shutdown();
 	daemon_auth_free();		/* before the store it saves keys in */
+	shipper_stop();
 	vault_client_stop();
 	daemon_store_stop();
 	event_free(tenantd.ev_term);
