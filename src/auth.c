@@ -12,8 +12,8 @@
 #include <string.h>
 #include <strings.h>
 
-#include <jwt.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <openssl/sha.h>
 
 #include "tenantd.h"
@@ -318,28 +318,34 @@ auth_find_key(struct auth *a, const char *kid, struct jwks_keyset **set,
 }
 
 /*
- * libjwt 1.10 takes the algorithm from the token header, so the header
- * check above and the jwt_get_alg() check after decoding together stop an
- * HS256 token keyed with our public key PEM.
+ * RS256 with the key set's parsed key: RSASSA-PKCS1-v1_5 over SHA-256 of
+ * "header.payload". The algorithm is fixed here and never taken from the
+ * token, so an HS256 token keyed with our public key PEM cannot verify
+ * (the header check above refuses it first). libjwt 1.10's jwt_decode()
+ * would re-parse the key's PEM on every call, which costs about 0.7 ms
+ * with OpenSSL 3's decoders, twenty times the RSA verification.
  */
 static enum auth_result
-auth_check_signature(struct auth *a, const char *token, size_t len,
+auth_check_signature(struct auth *a, const struct auth_parts *parts,
     const struct jwks_key *key)
 {
-	jwt_t			*jwt = NULL;
-	char			*copy;
-	enum auth_result	 rv = AUTH_OK;
+	unsigned char	 sig[AUTH_SIG_MAX];
+	EVP_MD_CTX	*ctx;
+	ssize_t		 n;
+	int		 ok;
 
-	copy = xstrndup(token, len);
+	n = base64url_decode(parts->seg[2], parts->len[2], sig, sizeof(sig));
+	if (n <= 0)
+		return AUTH_ERR_SIGNATURE;
+	if ((ctx = EVP_MD_CTX_new()) == NULL)
+		return AUTH_ERR_INTERNAL;
 	__atomic_add_fetch(&a->verifications, 1, __ATOMIC_RELAXED);
-	if (jwt_decode(&jwt, copy, (const unsigned char *)key->pem,
-	    (int)key->pem_len) != 0 || jwt == NULL)
-		rv = AUTH_ERR_SIGNATURE;
-	else if (jwt_get_alg(jwt) != JWT_ALG_RS256)
-		rv = AUTH_ERR_ALG;
-	jwt_free(jwt);
-	free(copy);
-	return rv;
+	ok = EVP_DigestVerifyInit(ctx, NULL, EVP_sha256(), NULL,
+	    key->pkey) == 1 && EVP_DigestVerify(ctx, sig, (size_t)n,
+	    (const unsigned char *)parts->seg[0],
+	    parts->len[0] + 1 + parts->len[1]) == 1;
+	EVP_MD_CTX_free(ctx);
+	return ok ? AUTH_OK : AUTH_ERR_SIGNATURE;
 }
 
 /* --- 4. claims ---------------------------------------------------------- */
@@ -786,7 +792,7 @@ auth_verify_full(struct auth *a, const char *token, size_t len,
 	if (rv == AUTH_OK)
 		rv = auth_find_key(a, kid, &set, &key);
 	if (rv == AUTH_OK)
-		rv = auth_check_signature(a, token, len, key);
+		rv = auth_check_signature(a, &parts, key);
 	if (rv == AUTH_OK)
 		rv = auth_check_claims(a, set, payload, p);
 	if (rv == AUTH_OK)
