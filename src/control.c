@@ -28,6 +28,12 @@
 #define CTL_REQUEST_TIMEOUT	10	/* seconds per request */
 #define CTL_BACKLOG		16
 
+struct ctl_stream {
+	ctl_stream_fn	 fn;
+	void		(*free_arg)(void *);
+	void		*arg;
+};
+
 struct ctl_client {
 	TAILQ_ENTRY(ctl_client)	 entry;
 	struct bufferevent	*bev;
@@ -35,6 +41,7 @@ struct ctl_client {
 	struct ctl_peer		 peer;
 	int			 closing;	/* close once answered */
 	int			 eof;		/* peer shut down writing */
+	struct ctl_stream	 stream;	/* being sent after an answer */
 };
 TAILQ_HEAD(ctl_clients, ctl_client);
 
@@ -67,24 +74,39 @@ ctl_error(const char *fmt, ...)
 
 /*
  * The one place every operator command passes through once its outcome is
- * known. AUDIT: the audit trail records here (actor "operator:<uid>", the
- * command, the outcome); until then it is an info log line.
+ * known: one audit record (actor "operator:<uid>", the command's action,
+ * the outcome). A command whose record cannot be written answers an error
+ * and sends no stream.
  */
-static void
-ctl_audit(const struct ctl_peer *peer, const char *cmd, const char *outcome)
+static int
+ctl_audit(const struct ctl_peer *peer, const char *cmd, const char *error)
 {
-	struct log_field	 fields[3];
-	char			 actor[32], first[256];
+	char	first[256];
 
+	if (error == NULL)
+		return audit_ctl(peer->uid, cmd, NULL);
 	/* multi-line errors (FILE:LINE:COL lists): the first line is enough */
-	snprintf(first, sizeof(first), "%.*s", (int)strcspn(outcome, "\n"),
-	    outcome);
-	snprintf(actor, sizeof(actor), "operator:%u", (unsigned)peer->uid);
-	fields[0] = (struct log_field){ "actor", actor };
-	fields[1] = (struct log_field){ "command", cmd };
-	fields[2] = (struct log_field){ "outcome", first };
-	log_fields(LOG_LEVEL_INFO, fields, nitems(fields), "control: %s by %s",
-	    cmd, actor);
+	snprintf(first, sizeof(first), "%.*s", (int)strcspn(error, "\n"),
+	    error);
+	return audit_ctl(peer->uid, cmd, first);
+}
+
+/* --- streams after an answer (tenantctl audit export) --------------------- */
+
+static struct ctl_stream	ctl_pending;	/* set by a handler */
+
+void
+ctl_stream_begin(ctl_stream_fn fn, void (*free_arg)(void *), void *arg)
+{
+	ctl_pending = (struct ctl_stream){ fn, free_arg, arg };
+}
+
+static void
+ctl_stream_free(struct ctl_stream *s)
+{
+	if (s->free_arg != NULL)
+		s->free_arg(s->arg);
+	memset(s, 0, sizeof(*s));
 }
 
 static json_t *
@@ -95,13 +117,19 @@ ctl_execute(const struct ctl_peer *peer, const char *name, json_t *args)
 	char				*error = NULL;
 
 	if ((cmd = ctl_command_find(name)) == NULL) {
-		answer = ctl_error("unknown command '%.64s'", name);
-		ctl_audit(peer, "unknown", "unknown command");
-		return answer;
+		ctl_audit(peer, name, "unknown command");
+		return ctl_error("unknown command '%.64s'", name);
 	}
 	result = cmd->handler(peer, args, &error);
-	ctl_audit(peer, cmd->name, result != NULL ? "ok" :
-	    error != NULL ? error : "failed");
+	if (ctl_audit(peer, cmd->name, result != NULL ? NULL :
+	    error != NULL ? error : "failed") == -1 && result != NULL) {
+		json_decref(result);
+		result = NULL;
+		error = xstrdup("the audit record of this command could not "
+		    "be written; nothing was sent (see the daemon's log)");
+	}
+	if (result == NULL && ctl_pending.fn != NULL)
+		ctl_stream_free(&ctl_pending);
 	if (result != NULL)
 		answer = json_pack("{s:b,s:o}", "ok", 1, "result", result);
 	else
@@ -171,6 +199,56 @@ ctl_send(struct ctl_client *c, json_t *answer, int close)
 	ctl_arm_timer(c);
 }
 
+/*
+ * Keep at most CTL_STREAM_QUEUE bytes queued; the write callback (below
+ * half of it) asks for more. The end line closes the stream.
+ */
+static void
+ctl_stream_pump(struct ctl_client *c)
+{
+	struct evbuffer	*out = bufferevent_get_output(c->bev), *chunk;
+	char		*error = NULL, hdr[48];
+	int		 rv;
+
+	chunk = evbuffer_new();
+	while (c->stream.fn != NULL &&
+	    evbuffer_get_length(out) < CTL_STREAM_QUEUE) {
+		rv = c->stream.fn(c->stream.arg, chunk, CTL_STREAM_QUEUE / 4,
+		    &error);
+		if (evbuffer_get_length(chunk) > 0) {
+			snprintf(hdr, sizeof(hdr), "{\"chunk\":%zu}\n",
+			    evbuffer_get_length(chunk));
+			evbuffer_add(out, hdr, strlen(hdr));
+			evbuffer_add_buffer(out, chunk);
+		}
+		if (rv == 1)
+			continue;
+		ctl_stream_free(&c->stream);
+		bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+		bufferevent_enable(c->bev, EV_READ);
+		ctl_send(c, rv == 0 ? json_pack("{s:b}", "end", 1) :
+		    json_pack("{s:b,s:s}", "end", 0, "error",
+		    error != NULL ? error : "failed"), c->closing);
+		free(error);
+	}
+	evbuffer_free(chunk);
+	ctl_arm_timer(c);
+}
+
+/* Answer one request; a command that streams starts sending. */
+static void
+ctl_answer(struct ctl_client *c, const char *line, size_t len, int close)
+{
+	ctl_send(c, ctl_dispatch(&c->peer, line, len), close);
+	if (ctl_pending.fn == NULL)
+		return;
+	c->stream = ctl_pending;
+	memset(&ctl_pending, 0, sizeof(ctl_pending));
+	bufferevent_disable(c->bev, EV_READ);
+	bufferevent_setwatermark(c->bev, EV_WRITE, CTL_STREAM_QUEUE / 2, 0);
+	ctl_stream_pump(c);
+}
+
 static void
 ctl_read_cb(struct bufferevent *bev, void *arg)
 {
@@ -179,13 +257,13 @@ ctl_read_cb(struct bufferevent *bev, void *arg)
 	char			*line;
 	size_t			 len;
 
-	while (!c->closing &&
+	while (!c->closing && c->stream.fn == NULL &&
 	    (line = evbuffer_readln(in, &len, EVBUFFER_EOL_LF)) != NULL) {
 		if (len > CTL_LINE_MAX)
 			ctl_send(c, ctl_error("request line exceeds %d bytes",
 			    CTL_LINE_MAX), 1);
 		else
-			ctl_send(c, ctl_dispatch(&c->peer, line, len), 0);
+			ctl_answer(c, line, len, 0);
 		free(line);
 	}
 	if (!c->closing && evbuffer_get_length(in) > CTL_LINE_MAX)
@@ -205,6 +283,10 @@ ctl_write_cb(struct bufferevent *bev, void *arg)
 {
 	struct ctl_client	*c = arg;
 
+	if (c->stream.fn != NULL) {
+		ctl_stream_pump(c);
+		return;
+	}
 	if (!c->closing)
 		return;
 	if (c->eof)
@@ -228,8 +310,7 @@ ctl_event_cb(struct bufferevent *bev, short what, void *arg)
 	bufferevent_disable(bev, EV_READ);
 	/* a last request without a newline, as from `printf ... | nc -U` */
 	if (!c->closing && len > 0 && len <= CTL_LINE_MAX)
-		ctl_send(c, ctl_dispatch(&c->peer,
-		    (const char *)evbuffer_pullup(in, -1), len), 1);
+		ctl_answer(c, (const char *)evbuffer_pullup(in, -1), len, 1);
 	if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
 		ctl_client_free(c);
 	else
@@ -241,8 +322,8 @@ ctl_timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct ctl_client	*c = arg;
 
-	if (c->closing) {
-		ctl_client_free(c);
+	if (c->closing || c->stream.fn != NULL) {
+		ctl_client_free(c);	/* a stalled stream, too */
 		return;
 	}
 	ctl_send(c, ctl_error("no complete request within %d s",
@@ -276,6 +357,7 @@ ctl_client_free(struct ctl_client *c)
 {
 	TAILQ_REMOVE(&ctl.clients, c, entry);
 	ctl.nclients--;
+	ctl_stream_free(&c->stream);
 	event_free(c->timer);
 	bufferevent_free(c->bev);
 	free(c);
@@ -344,6 +426,7 @@ ctl_deny(evutil_socket_t fd, const struct ctl_peer *peer)
 	field = (struct log_field){ "uid", uid };
 	log_fields(LOG_LEVEL_WARN, &field, 1,
 	    "control: permission denied for uid %s", uid);
+	audit_ctl_denied(peer->uid);
 	if (ctl.group == NULL)
 		answer = ctl_error("permission denied: uid %s is not root or "
 		    "the tenantd user", uid);

@@ -20,7 +20,7 @@
 #define REWRAP_BATCH		256	/* values per write transaction */
 
 static const char *const daemon_dbs[] = { DAEMON_DB_VAULT_PENDING,
-    AUTH_STORE_DB, NULL };
+    AUTH_STORE_DB, AUDIT_DB, NULL };
 
 enum rewrap_state { REWRAP_IDLE, REWRAP_RUNNING, REWRAP_DONE, REWRAP_FAILED };
 static const char *const rewrap_names[] = {
@@ -122,6 +122,7 @@ daemon_store_start(struct event_base *base, const struct config *conf)
 	sp.keyring = ds.kr;
 	if (store_open(&sp, &ds.st, err, sizeof(err)) == -1)
 		fatalx("cannot start: %s", err);
+	audit_daemon_start(base, ds.st, ds.kr);
 	rotate_timer_start(base);
 	rotate_cb(-1, 0, NULL);	/* a due rotation, readiness */
 }
@@ -144,6 +145,7 @@ daemon_store_stop(void)
 		pthread_join(ds.rewrap, NULL);
 	if (ds.ev_rotate != NULL)
 		event_free(ds.ev_rotate);
+	audit_daemon_stop();
 	store_close(ds.st);
 	keyring_free(ds.kr);
 	memset(&ds, 0, sizeof(ds));

@@ -1435,6 +1435,59 @@ keyring_pseudonym(struct keyring *kr, const char *tenant_id, const char *oid,
 }
 
 /*
+ * The audit signing key (Ed25519) is derived from the master key rather
+ * than stored: it needs no slot in the keyring file (format 1 unchanged),
+ * is recovered with the master key, and exists only while a signature is
+ * made. Generation 1; a replacement key would be a new label.
+ */
+static EVP_PKEY *
+kr_audit_key(struct keyring *kr)
+{
+	EVP_PKEY	*pkey;
+	uint8_t		 seed[KEY_LEN];
+
+	kr_derive(kr->sec->kmk, KEY_LEN, "tenantd audit signing key v1",
+	    seed);
+	pkey = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, seed,
+	    KEY_LEN);
+	OPENSSL_cleanse(seed, sizeof(seed));
+	if (pkey == NULL)
+		fatalx("keyring: cannot make the audit signing key");
+	return pkey;
+}
+
+int
+keyring_audit_sign(struct keyring *kr, const void *msg, size_t len,
+    uint8_t *sig)
+{
+	EVP_MD_CTX	*ctx;
+	EVP_PKEY	*pkey = kr_audit_key(kr);
+	size_t		 siglen = KEYRING_AUDIT_SIG_LEN;
+	int		 ok;
+
+	if ((ctx = EVP_MD_CTX_new()) == NULL)
+		fatalx("keyring: EVP_MD_CTX_new");
+	ok = EVP_DigestSignInit(ctx, NULL, NULL, NULL, pkey) == 1 &&
+	    EVP_DigestSign(ctx, sig, &siglen, msg, len) == 1 &&
+	    siglen == KEYRING_AUDIT_SIG_LEN;
+	EVP_MD_CTX_free(ctx);
+	EVP_PKEY_free(pkey);
+	return ok ? KEYRING_OK : KEYRING_EFORMAT;
+}
+
+void
+keyring_audit_pubkey(struct keyring *kr, uint8_t *pub)
+{
+	EVP_PKEY	*pkey = kr_audit_key(kr);
+	size_t		 len = KEYRING_AUDIT_PUB_LEN;
+
+	if (EVP_PKEY_get_raw_public_key(pkey, pub, &len) != 1 ||
+	    len != KEYRING_AUDIT_PUB_LEN)
+		fatalx("keyring: cannot read the audit public key");
+	EVP_PKEY_free(pkey);
+}
+
+/*
  * Make a raw KEK file (32 random bytes, mode 0600) unless one exists: the
  * development KEK when keyring.kek is not set.
  */

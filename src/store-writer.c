@@ -39,6 +39,8 @@ store_batch_free(struct store_batch *b)
 	for (i = 0; i < b->nops; i++) {
 		free(b->ops[i].key);
 		free(b->ops[i].val);
+		if (b->ops[i].hook_free != NULL)
+			b->ops[i].hook_free(b->ops[i].hook_arg);
 	}
 	free(b->ops);
 	free(b);
@@ -107,6 +109,26 @@ store_batch_del(struct store_batch *b, const char *db, const void *key,
 		return rv;
 	}
 	store_batch_add(b, STORE_OP_DEL, idx, key, keylen);
+	return STORE_OK;
+}
+
+/*
+ * Run fn(txn, arg) in the writer thread inside the batch's transaction,
+ * after the operations added before it; free_arg(arg) when the batch is
+ * freed. The audit trail uses it to number and chain its records in commit
+ * order (see store_hook_fn in tenantd.h).
+ */
+int
+store_batch_hook(struct store_batch *b, store_hook_fn fn, void *arg,
+    void (*free_arg)(void *))
+{
+	struct store_op	*op;
+
+	op = store_batch_add(b, STORE_OP_HOOK, 0, NULL, 0);
+	op->hook = fn;
+	op->hook_arg = arg;
+	op->hook_free = free_arg;
+	b->bytes += 1024;	/* what a hook typically writes */
 	return STORE_OK;
 }
 

@@ -308,16 +308,17 @@ store_has_prefix(const MDB_val *k, const void *prefix, size_t len)
 }
 
 /*
- * Call fn for every record whose key starts with prefix, in key order,
- * inside one read transaction: fn must not wait for a write.
+ * Call fn for every record from start (or the first) whose key starts with
+ * prefix, in key order, inside one read transaction: fn must not wait for
+ * a write.
  */
-int
-store_scan(struct store *st, const char *db, const void *prefix,
-    size_t prefixlen, store_scan_fn fn, void *arg)
+static int
+store_scan_keys(struct store *st, const char *db, const MDB_val *start,
+    const void *prefix, size_t prefixlen, store_scan_fn fn, void *arg)
 {
 	MDB_txn		*txn;
 	MDB_cursor	*cur;
-	MDB_val		 k = { prefixlen, (void *)(uintptr_t)prefix }, v;
+	MDB_val		 k = *start, v;
 	uint8_t		*buf = NULL;
 	size_t		 idx, cap = 0, len;
 	int		 rc, rv;
@@ -330,7 +331,7 @@ store_scan(struct store *st, const char *db, const void *prefix,
 		store_read_end(st, txn);
 		return store_status(rc, "cursor");
 	}
-	rc = mdb_cursor_get(cur, &k, &v, prefixlen ? MDB_SET_RANGE : MDB_FIRST);
+	rc = mdb_cursor_get(cur, &k, &v, k.mv_size ? MDB_SET_RANGE : MDB_FIRST);
 	for (; rc == 0 && store_has_prefix(&k, prefix, prefixlen);
 	    rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
 		if (v.mv_size < KEYRING_SEAL_OVERHEAD) {
@@ -352,6 +353,25 @@ store_scan(struct store *st, const char *db, const void *prefix,
 		OPENSSL_cleanse(buf, cap);
 	free(buf);
 	return rv < 0 ? rv : STORE_OK;
+}
+
+int
+store_scan(struct store *st, const char *db, const void *prefix,
+    size_t prefixlen, store_scan_fn fn, void *arg)
+{
+	MDB_val	start = { prefixlen, (void *)(uintptr_t)prefix };
+
+	return store_scan_keys(st, db, &start, prefix, prefixlen, fn, arg);
+}
+
+/* Like store_scan, for every key >= start; fn returns 1 to stop early. */
+int
+store_scan_from(struct store *st, const char *db, const void *start,
+    size_t startlen, store_scan_fn fn, void *arg)
+{
+	MDB_val	k = { startlen, (void *)(uintptr_t)start };
+
+	return store_scan_keys(st, db, &k, NULL, 0, fn, arg);
 }
 
 /* How many stored values are sealed under term (reads headers only). */
@@ -427,6 +447,120 @@ store_rewrap_txn(struct store *st, MDB_txn *txn, struct store_batch *b)
 	return rc;
 }
 
+/* --- write hooks (run by the writer inside its transaction) ------------ */
+
+/* A hook's failure is a store_status; map it back for the commit code. */
+static int
+store_run_hook(struct store *st, MDB_txn *txn, struct store_op *op)
+{
+	struct store_txn	t = { st, txn };
+	int			rv;
+
+	if ((rv = op->hook(&t, op->hook_arg)) == STORE_OK)
+		return 0;
+	if (rv == STORE_FULL)
+		return MDB_MAP_FULL;
+	return rv == STORE_INVALID ? EINVAL : EIO;
+}
+
+int
+store_txn_put(struct store_txn *t, const char *db, const void *key,
+    size_t keylen, const void *val, size_t vallen)
+{
+	MDB_val	k = { keylen, (void *)(uintptr_t)key }, v;
+	uint8_t	*sealed;
+	size_t	 idx;
+	int	 rv;
+
+	if ((rv = store_db_index(t->st, db, &idx)) != STORE_OK ||
+	    (rv = store_seal(t->st, idx, key, keylen, val, vallen, &sealed,
+	    &v.mv_size)) != STORE_OK)
+		return rv;
+	v.mv_data = sealed;
+	rv = mdb_put(t->txn, t->st->dbs[idx].dbi, &k, &v, 0);
+	free(sealed);
+	return rv == MDB_MAP_FULL ? STORE_FULL :
+	    rv == 0 ? STORE_OK : store_status(rv, "hook put");
+}
+
+int
+store_txn_del(struct store_txn *t, const char *db, const void *key,
+    size_t keylen)
+{
+	MDB_val	k = { keylen, (void *)(uintptr_t)key };
+	size_t	idx;
+	int	rc;
+
+	if (store_db_index(t->st, db, &idx) != STORE_OK || keylen == 0 ||
+	    keylen > t->st->max_key)
+		return STORE_INVALID;
+	rc = mdb_del(t->txn, t->st->dbs[idx].dbi, &k, NULL);
+	return rc == MDB_NOTFOUND ? STORE_OK : store_status(rc, "hook del");
+}
+
+/* Open v (of db idx, key k) into a new NUL-terminated buffer. */
+static int
+store_txn_unseal(struct store *st, size_t idx, const MDB_val *k,
+    const MDB_val *v, void **val, size_t *vallen)
+{
+	uint8_t	*buf;
+	int	 rv;
+
+	if (v->mv_size < KEYRING_SEAL_OVERHEAD)
+		return STORE_CORRUPT;
+	*vallen = v->mv_size - KEYRING_SEAL_OVERHEAD;
+	buf = xmalloc(*vallen + 1);
+	if ((rv = store_unseal(st, idx, k, v, buf)) == STORE_OK) {
+		buf[*vallen] = '\0';
+		*val = buf;
+	} else
+		free(buf);
+	return rv;
+}
+
+int
+store_txn_get(struct store_txn *t, const char *db, const void *key,
+    size_t keylen, void **val, size_t *vallen)
+{
+	MDB_val	k = { keylen, (void *)(uintptr_t)key }, v;
+	size_t	idx;
+	int	rv;
+
+	*val = NULL;
+	if (store_db_index(t->st, db, &idx) != STORE_OK || keylen == 0 ||
+	    keylen > t->st->max_key)
+		return STORE_INVALID;
+	rv = store_status(mdb_get(t->txn, t->st->dbs[idx].dbi, &k, &v),
+	    "hook get");
+	if (rv == STORE_OK)
+		rv = store_txn_unseal(t->st, idx, &k, &v, val, vallen);
+	return rv;
+}
+
+/* The last record of db as this transaction sees it; key holds max_key. */
+int
+store_txn_last(struct store_txn *t, const char *db, void *key,
+    size_t *keylen, void **val, size_t *vallen)
+{
+	MDB_cursor	*cur;
+	MDB_val		 k, v;
+	size_t		 idx;
+	int		 rc, rv;
+
+	*val = NULL;
+	if (store_db_index(t->st, db, &idx) != STORE_OK)
+		return STORE_INVALID;
+	if ((rc = mdb_cursor_open(t->txn, t->st->dbs[idx].dbi, &cur)) != 0)
+		return store_status(rc, "hook cursor");
+	rv = store_status(mdb_cursor_get(cur, &k, &v, MDB_LAST), "hook last");
+	if (rv == STORE_OK) {
+		memcpy(key, k.mv_data, *keylen = k.mv_size);
+		rv = store_txn_unseal(t->st, idx, &k, &v, val, vallen);
+	}
+	mdb_cursor_close(cur);
+	return rv;
+}
+
 static int
 store_apply_op(struct store *st, MDB_txn *txn, struct store_batch *b,
     struct store_op *op)
@@ -442,6 +576,8 @@ store_apply_op(struct store *st, MDB_txn *txn, struct store_batch *b,
 		return rc == MDB_NOTFOUND ? 0 : rc;
 	case STORE_OP_REWRAP:
 		return store_rewrap_txn(st, txn, b);
+	case STORE_OP_HOOK:
+		return store_run_hook(st, txn, op);
 	}
 	return EINVAL;
 }

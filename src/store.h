@@ -14,6 +14,7 @@ enum store_op_kind {
 	STORE_OP_PUT,
 	STORE_OP_DEL,
 	STORE_OP_REWRAP,	/* re-seal old-term values, bounded */
+	STORE_OP_HOOK,		/* call a function inside the write txn */
 };
 
 struct store_op {
@@ -23,6 +24,15 @@ struct store_op {
 	size_t			 keylen;
 	uint8_t			*val;		/* sealed */
 	size_t			 vallen;
+	store_hook_fn		 hook;		/* STORE_OP_HOOK */
+	void			*hook_arg;
+	void			(*hook_free)(void *);
+};
+
+/* A write transaction as a hook sees it (store_txn_* in store.c). */
+struct store_txn {
+	struct store	*st;
+	MDB_txn		*txn;
 };
 
 struct store_batch {

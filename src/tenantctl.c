@@ -59,6 +59,18 @@ static const struct command commands[] = {
 	{ "token", "--user NAME [--roles admin,auditor] [--ttl 1h]",
 	    "print a development token (auth.provider: local)",
 	    parse_token, print_token, NULL },
+	{ "audit verify", "[--from SEQ]", "check the audit chain and its "
+	    "signed checkpoints", tctl_parse_audit_verify,
+	    tctl_print_audit_verify, NULL },
+	{ "audit export", "[--from X] [--to Y] [--actor A] [--action A] "
+	    "[--outcome O] [--format csv|json|jsonl] [--no-bom] [-o FILE]",
+	    "audit records, streamed", tctl_parse_audit_export, NULL, NULL },
+	{ "audit pubkey", "", "the audit signing key (Ed25519)", NULL,
+	    print_result, NULL },
+	{ "audit actions", "", "every action the audit trail records", NULL,
+	    tctl_print_audit_actions, NULL },
+	{ "audit prune", "SEQ", "remove records through SEQ (signed anchor)",
+	    tctl_parse_audit_prune, print_result, NULL },
 	{ "keys status", "", "key terms, rewrap progress, store use",
 	    NULL, print_keys_status, NULL },
 	{ "keys rotate", "", "make a new active data key term",
@@ -541,6 +553,10 @@ send_request(int fd, const char *name, json_t *args)
 	free(line);
 }
 
+/* What arrived after the answer line: the start of a stream. */
+static char	*after_answer;
+static size_t	 after_len;
+
 /* Read one answer line, bounded in size and time. */
 static json_t *
 read_answer(int fd)
@@ -569,9 +585,13 @@ read_answer(int fd)
 			unreachable("connection closed without an answer");
 		len += n;
 	}
-	if ((answer = json_loadb(buf, len, 0, &jerr)) == NULL ||
+	n = (char *)memchr(buf, '\n', len) - buf + 1;
+	if ((answer = json_loadb(buf, (size_t)n, 0, &jerr)) == NULL ||
 	    !json_is_object(answer))
 		unreachable("malformed answer: %s", jerr.text);
+	after_len = len - (size_t)n;
+	after_answer = xmalloc(after_len + 1);
+	memcpy(after_answer, buf + n, after_len);
 	free(buf);
 	return answer;
 }
@@ -669,8 +689,13 @@ main(int argc, char *argv[])
 	fd = connect_daemon();
 	send_request(fd, cmd->name, args);
 	answer = read_answer(fd);
+	if (json_is_true(json_object_get(json_object_get(answer, "result"),
+	    "stream")))
+		status = tctl_stream_copy(fd, after_answer, after_len);
+	else
+		status = report(cmd, answer, as_json);
 	close(fd);
-	status = report(cmd, answer, as_json);
+	free(after_answer);
 	json_decref(answer);
 	json_decref(args);
 	return status;

@@ -183,7 +183,7 @@ sig_hup_cb(evutil_socket_t sig, short ev, void *arg)
 	if (tenantd.stopping)
 		return;
 	log_info("SIGHUP received; reloading %s", tenantd.conf_path);
-	daemon_reload(&errors);
+	audit_signal_reload(daemon_reload(&errors) == 0);
 	free(errors);
 }
 

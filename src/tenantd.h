@@ -379,6 +379,12 @@ const char *keyring_strerror(int);
 int	 keyring_pseudonym(struct keyring *, const char *tenant_id,
 	    const char *oid, char *out);	/* KEYRING_PSEUDONYM_LEN */
 void	 keyring_protect_process(void);	/* PR_SET_DUMPABLE 0, no core */
+/* The Ed25519 key that signs audit checkpoints and anchors. */
+#define KEYRING_AUDIT_SIG_LEN	64
+#define KEYRING_AUDIT_PUB_LEN	32
+int	 keyring_audit_sign(struct keyring *, const void *msg, size_t len,
+	    uint8_t *sig);	/* KEYRING_AUDIT_SIG_LEN */
+void	 keyring_audit_pubkey(struct keyring *, uint8_t *pub);
 int	 keyring_kek_generate(const char *path, int *created, char *err,
 	    size_t errlen);	/* a raw KEK file, made once */
 int	 keyring_active_age(struct keyring *, uint64_t *created);
@@ -441,6 +447,162 @@ int	 store_scan(struct store *, const char *db, const void *prefix,
 	    size_t prefixlen, store_scan_fn, void *arg);
 int	 store_count_term(struct store *, uint32_t term, uint64_t *count);
 int	 store_rewrap(struct store *, size_t limit, size_t *rewrapped);
+int	 store_scan_from(struct store *, const char *db, const void *start,
+	    size_t startlen, store_scan_fn, void *arg);	/* keys >= start */
+
+/*
+ * Write hooks (store-writer.c, store.c): a batch may carry a function that
+ * the writer thread calls inside the write transaction, in order with the
+ * batch's other operations. It reads and writes through the store_txn_*
+ * calls, so what it sees and writes is exactly what commits with the
+ * batch: if the batch fails, everything the hook wrote is undone with it.
+ * A hook may run more than once for one batch (a group that fails is
+ * retried batch by batch), so it must derive its state from the
+ * transaction, not from memory. It returns STORE_OK or fails the batch.
+ */
+struct store_txn;
+typedef int (*store_hook_fn)(struct store_txn *, void *arg);
+int	 store_batch_hook(struct store_batch *, store_hook_fn, void *arg,
+	    void (*free_arg)(void *));
+int	 store_txn_put(struct store_txn *, const char *db, const void *key,
+	    size_t keylen, const void *val, size_t vallen);	/* seals */
+int	 store_txn_del(struct store_txn *, const char *db, const void *key,
+	    size_t keylen);
+int	 store_txn_get(struct store_txn *, const char *db, const void *key,
+	    size_t keylen, void **val, size_t *vallen);	/* free(*val) */
+int	 store_txn_last(struct store_txn *, const char *db, void *key,
+	    size_t *keylen, void **val, size_t *vallen);	/* free(*val) */
+
+/*
+ * audit.c, audit-verify.c, audit-export.c: the audit trail. One record per
+ * action, numbered and hash-chained in commit order by the store's writer
+ * thread (a write hook), sealed like every stored value, with signed
+ * checkpoints. See docs/AUDIT.md.
+ */
+#define AUDIT_DB		"audit"
+#define AUDIT_DETAILS_MAX	8
+#define AUDIT_SOURCE_LEN	48
+
+enum audit_outcome {
+	AUDIT_OK = 0,
+	AUDIT_DENIED,
+	AUDIT_ERROR,
+};
+
+struct audit_action {
+	const char	*name;		/* dotted verb: "settings.put" */
+	const char	*ctl;		/* the tenantctl command, or NULL */
+	const char	*route;		/* "PUT /v1/settings/{scope}/{key}" */
+	const char	*summary;
+};
+
+struct audit_detail {
+	char		 key[32];	/* [a-z0-9_] */
+	char		 value[256];
+	int		 is_int;
+	long long	 num;
+};
+
+/* What a caller fills (audit_record_*); strings are bounded copies. */
+struct audit_record {
+	const struct audit_action *action;
+	char		 actor[80];	/* pseudonym, system, operator:UID */
+	char		 roles[80];	/* "admin,auditor" */
+	char		 target[256];	/* opaque ids only */
+	enum audit_outcome outcome;
+	int		 status;	/* HTTP status; 0 when none */
+	char		 request_id[72];
+	char		 client_app[128];
+	char		 source[AUDIT_SOURCE_LEN]; /* a /24 or /48 network */
+	struct audit_detail details[AUDIT_DETAILS_MAX];
+	size_t		 ndetails;
+};
+
+struct audit_params {
+	uint64_t	 checkpoint_every;	/* records; 0: 1000 */
+	uint64_t	 checkpoint_interval;	/* seconds; 0: 300 */
+	uint64_t	 denied_per_source;	/* per minute; 0: 10 */
+	uint64_t	 denied_total;		/* per minute; 0: 120 */
+};
+
+enum audit_format {
+	AUDIT_CSV = 0,
+	AUDIT_JSON,
+	AUDIT_JSONL,
+};
+
+struct audit_filter {
+	uint64_t	 from_seq, to_seq;	/* 0: open */
+	char		 from_ts[32], to_ts[32]; /* ISO 8601 UTC; "": open */
+	char		 actor[80];
+	char		 action[64];		/* exact, or "keys.*" */
+	char		 outcome[8];
+	enum audit_format format;
+	int		 bom;			/* CSV: UTF-8 BOM (default) */
+};
+
+struct audit_export;
+
+extern const struct audit_action audit_actions[];
+extern const size_t audit_nactions;
+
+int	 audit_init(struct store *, struct keyring *,
+	    const struct audit_params *, char *err, size_t);
+void	 audit_shutdown(void);
+int	 audit_enabled(void);
+const struct audit_action *audit_action_find(const char *);
+const struct audit_action *audit_action_for_ctl(const char *cmd);
+json_t	*audit_actions_json(void);
+int	 audit_record_init(struct audit_record *, const char *action,
+	    const char *actor);		/* -1: no such action */
+void	 audit_record_roles(struct audit_record *, const char *);
+void	 audit_record_target(struct audit_record *, const char *, ...)
+	    PRINTFLIKE(2, 3);
+void	 audit_record_outcome(struct audit_record *, enum audit_outcome,
+	    int status);
+void	 audit_record_request(struct audit_record *, const char *request_id,
+	    const char *client_app, const struct sockaddr *peer);
+void	 audit_record_detail(struct audit_record *, const char *key,
+	    const char *, ...) PRINTFLIKE(3, 4);
+void	 audit_record_detail_int(struct audit_record *, const char *key,
+	    long long);
+void	 audit_source_format(const struct sockaddr *, char *, size_t);
+/* In the same transaction as the batch's change; a failure fails both. */
+int	 audit_batch_add(struct store_batch *, const struct audit_record *);
+int	 audit_log_now(const struct audit_record *);	/* durable on 0 */
+int	 audit_log_async(const struct audit_record *, struct event_base *);
+int	 audit_denied(const struct audit_record *, struct event_base *);
+void	 audit_tick(struct event_base *);	/* suppressed counts */
+int	 audit_checkpoint(void);	/* sign the head now, if it moved */
+int	 audit_prune(uint64_t through_seq, char *err, size_t);
+void	 audit_pubkey(char *hex, size_t, char *key_id, size_t);
+json_t	*audit_status_json(void);
+json_t	*audit_verify(uint64_t from_seq);
+int	 audit_filter_set(struct audit_filter *, const char *key,
+	    const char *value, char *err, size_t);
+struct audit_export *audit_export_new(const struct audit_filter *);
+int	 audit_export_fill(struct audit_export *, struct evbuffer *,
+	    size_t max);		/* 1 more, 0 done, <0 store_status */
+uint64_t audit_export_rows(const struct audit_export *);
+void	 audit_export_free(struct audit_export *);
+const char *audit_export_ctype(const struct audit_filter *);
+
+/* ctl-audit.c: the audit trail in tenantd and `tenantctl audit ...` */
+void	 audit_daemon_start(struct event_base *, struct store *,
+	    struct keyring *);
+void	 audit_daemon_stop(void);
+void	 audit_signal_reload(int ok);
+int	 audit_ctl(uid_t, const char *cmd, const char *error);
+void	 audit_ctl_detail(const char *key, const char *value);
+void	 audit_ctl_denied(uid_t);
+
+/* tenantctl-audit.c: the client side of `tenantctl audit ...` */
+int	 tctl_parse_audit_verify(int, char **, json_t *);
+int	 tctl_parse_audit_export(int, char **, json_t *);
+int	 tctl_parse_audit_prune(int, char **, json_t *);
+void	 tctl_print_audit_verify(json_t *);
+void	 tctl_print_audit_actions(json_t *);
+int	 tctl_stream_copy(int fd, const char *pending, size_t len);
 struct store_stats {
 	uint64_t	used;		/* bytes of pages in use */
 	uint64_t	mapsize;	/* current map */
@@ -505,6 +667,22 @@ struct ctl_command {
 	const char	*summary;
 };
 const struct ctl_command *ctl_command_find(const char *);
+/*
+ * control.c: a command may stream after its answer line (audit export):
+ * the handler calls ctl_stream_begin; control.c then sends frames
+ * {"chunk":N}\n + N bytes, with at most CTL_STREAM_QUEUE bytes unsent,
+ * and a last line {"end":true} or {"end":false,"error":"..."}.
+ * fn appends about max bytes: 1 more, 0 done, -1 failed (*error set).
+ */
+#define CTL_STREAM_QUEUE	(256 * 1024)
+typedef int (*ctl_stream_fn)(void *arg, struct evbuffer *, size_t max,
+    char **error);
+void	 ctl_stream_begin(ctl_stream_fn, void (*free_arg)(void *), void *);
+json_t	*ctl_audit_verify(const struct ctl_peer *, json_t *, char **);
+json_t	*ctl_audit_export(const struct ctl_peer *, json_t *, char **);
+json_t	*ctl_audit_pubkey(const struct ctl_peer *, json_t *, char **);
+json_t	*ctl_audit_actions(const struct ctl_peer *, json_t *, char **);
+json_t	*ctl_audit_prune(const struct ctl_peer *, json_t *, char **);
 
 /*
  * control.c, ctl-daemon.c, tenantctl.c: limits of the control protocol. A
