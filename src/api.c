@@ -11,5 +11,13 @@ const struct route api_routes[] = {
 	{ "GET",   "/livez",     api_livez,   ROLE_PUBLIC, 0,              NULL },
 	{ "GET",   "/readyz",    api_readyz,  ROLE_PUBLIC, 0,              NULL },
 	{ "GET",   "/metrics",   api_metrics, ROLE_PUBLIC, ROUTE_LOOPBACK, NULL },
+	/* license, notices */
+	{ "GET",   "/v1/license", api_license_get, ROLE_USER, 0, NULL },
+	{ "PUT",   "/v1/admin/license", api_license_put, ROLE_ADMIN, 0, NULL },
+	{ "GET",   "/v1/notices", api_notices_list, ROLE_USER, 0, NULL },
+	{ "POST",  "/v1/admin/notices", api_notices_publish, ROLE_ADMIN, 0,
+	    NULL },
+	{ "PATCH", "/v1/admin/notices/{id}", api_notices_update, ROLE_ADMIN, 0,
+	    NULL },
 };
 const size_t api_nroutes = nitems(api_routes);

@@ -19,6 +19,12 @@ static const struct ctl_command ctl_commands[] = {
 	    "re-read the configuration and apply it only if it is valid" },
 	{ "check-config",	ctl_check_config,
 	    "parse the configuration file without applying it" },
+	{ "notice publish",	ctl_notice_publish,
+	    "publish a notice to the customer" },
+	{ "notice update",	ctl_notice_update, "change a notice" },
+	{ "notice list",	ctl_notice_list, "list notices" },
+	{ "notice deliveries",	ctl_notice_deliveries,
+	    "webhook deliveries and their state" },
 };
 
 const struct ctl_command *

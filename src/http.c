@@ -701,19 +701,80 @@ status_title(int status)
 	return "Error";
 }
 
+static json_t	*problem_json(struct request *, int, const char *,
+		    const char *);
+
 /* RFC 9457: type, title, status, detail, instance, plus our request id. */
 void
 http_problem(struct request *req, int status, const char *slug,
     const char *fmt, ...)
 {
-	char		 detail[512], type[96];
-	const char	*title;
+	char		 detail[512];
+	va_list		 ap;
+
+	va_start(ap, fmt);
+	vsnprintf(detail, sizeof(detail), fmt, ap);
+	va_end(ap);
+	http_reply_json_as(req, status, "application/problem+json",
+	    problem_json(req, status, slug, detail));
+}
+
+/* A problem with an "errors" member: [{pointer, detail}]; takes errors. */
+void
+http_problem_errors(struct request *req, int status, const char *slug,
+    json_t *errors, const char *fmt, ...)
+{
+	char		 detail[512];
 	json_t		*j;
 	va_list		 ap;
 
 	va_start(ap, fmt);
 	vsnprintf(detail, sizeof(detail), fmt, ap);
 	va_end(ap);
+	j = problem_json(req, status, slug, detail);
+	json_object_set_new(j, "errors", errors);
+	http_reply_json_as(req, status, "application/problem+json", j);
+}
+
+/* A query parameter, decoded, into out; 1 found, 0 absent, -1 too long. */
+int
+http_query(const struct request *req, const char *name, char *out,
+    size_t outlen)
+{
+	const struct evhttp_uri	*uri = evhttp_request_get_evhttp_uri(req->ev);
+	struct evkeyvalq	 q;
+	const char		*query, *v;
+	int			 rv = 0;
+
+	if (uri == NULL || (query = evhttp_uri_get_query(uri)) == NULL)
+		return 0;
+	TAILQ_INIT(&q);
+	if (evhttp_parse_query_str(query, &q) == -1)
+		return -1;
+	if ((v = evhttp_find_header(&q, name)) != NULL)
+		rv = strlcpy(out, v, outlen) < outlen ? 1 : -1;
+	evhttp_clear_headers(&q);
+	return rv;
+}
+
+/* The request body, contiguous (not NUL-terminated); NULL if empty. */
+const char *
+http_body(struct request *req, size_t *len)
+{
+	struct evbuffer	*buf = evhttp_request_get_input_buffer(req->ev);
+
+	*len = evbuffer_get_length(buf);
+	return *len > 0 ? (const char *)evbuffer_pullup(buf, -1) : NULL;
+}
+
+static json_t *
+problem_json(struct request *req, int status, const char *slug,
+    const char *detail)
+{
+	char		 type[96];
+	const char	*title;
+	json_t		*j;
+
 	snprintf(type, sizeof(type), "urn:tenantd:problem:%s", slug);
 	title = status_title(status);
 	j = json_pack("{s:s, s:s, s:i, s:s, s:s, s:s}", "type", type,
@@ -724,7 +785,7 @@ http_problem(struct request *req, int status, const char *slug,
 		j = json_pack("{s:s, s:s, s:i, s:s, s:s}", "type", type,
 		    "title", title, "status", status, "detail", detail,
 		    "request_id", req->id);
-	http_reply_json_as(req, status, "application/problem+json", j);
+	return j;
 }
 
 /* --- dispatch ------------------------------------------------------ */

@@ -44,6 +44,16 @@ static const struct command commands[] = {
 	    NULL, print_reload },
 	{ "check-config", "", "check the daemon's configuration file",
 	    NULL, print_check_config },
+	{ "notice publish", "--kind K --severity S --title T [--body B] "
+	    "[--starts-at T] [--ends-at T]", "publish a notice",
+	    ctl_parse_notice_publish, ctl_print_notice },
+	{ "notice update", "ID [--title T] [--body B] [--kind K] "
+	    "[--severity S] [--starts-at T|none] [--ends-at T|none]",
+	    "change a notice", ctl_parse_notice_update, ctl_print_notice },
+	{ "notice list", "[--since T]", "list notices",
+	    ctl_parse_notice_list, ctl_print_notice_list },
+	{ "notice deliveries", "", "webhook deliveries and their state",
+	    NULL, ctl_print_notice_deliveries },
 };
 
 static const char	*socket_path;

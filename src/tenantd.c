@@ -126,6 +126,8 @@ daemon_reload(char **errors)
 		    "restart; the current listeners stay");
 	http_reconfigure(conf, ctx);
 	SSL_CTX_free(ctx);		/* the workers hold their references */
+	license_reload(conf);
+	notice_reload(tenantd.conf, conf);
 	conf_unref(tenantd.conf);
 	tenantd.conf = conf;
 	if (!tenantd.debug)
@@ -266,11 +268,16 @@ start(void)
 		    tenantd.conf->control.socket);
 	signals_start();
 	watchdog_start();
+	/* the store: daemon_store() once the keyring/store wiring lands */
+	license_start(NULL, tenantd.conf);
+	notice_start(tenantd.base, NULL, tenantd.conf);
 }
 
 static void
 stop(void)
 {
+	notice_stop();
+	license_stop();
 	control_shutdown();
 	event_free(tenantd.ev_term);
 	event_free(tenantd.ev_int);
