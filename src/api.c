@@ -19,5 +19,10 @@ const struct route api_routes[] = {
 	    NULL },
 	{ "PATCH", "/v1/admin/notices/{id}", api_notices_update, ROLE_ADMIN, 0,
 	    NULL },
+	{ "GET",   "/v1/me",     api_me,      ROLE_USER,   0,              NULL },
+	/* auth.provider: local only (404 otherwise) */
+	{ "GET",   "/.well-known/openid-configuration", api_dev_metadata,
+	    ROLE_PUBLIC, 0, NULL },
+	{ "GET",   "/v1/dev/jwks", api_dev_jwks, ROLE_PUBLIC, 0,         NULL },
 };
 const size_t api_nroutes = nitems(api_routes);

@@ -26,6 +26,7 @@ static const char *const auth_result_labels[AUTH_RESULT_COUNT] = {
 	[AUTH_OK] = "ok",
 	[AUTH_ERR_MISSING] = "missing",
 	[AUTH_ERR_SCHEME] = "scheme",
+	[AUTH_ERR_QUERY_TOKEN] = "query_token",
 	[AUTH_ERR_TOO_LARGE] = "too_large",
 	[AUTH_ERR_MALFORMED] = "malformed",
 	[AUTH_ERR_BASE64] = "base64",
@@ -48,13 +49,15 @@ static const char *const auth_result_labels[AUTH_RESULT_COUNT] = {
 	[AUTH_ERR_APP_TOKEN] = "app_token",
 	[AUTH_ERR_CLIENT] = "client",
 	[AUTH_ERR_CLAIMS] = "claims",
+	[AUTH_ERR_NOT_CONFIGURED] = "not_configured",
 	[AUTH_ERR_INTERNAL] = "internal",
 };
 
+/* Index i is the role bit 1 << i and the index into auth.roles. */
 static const struct {
 	const char	*name;
 	unsigned	 role;
-} auth_roles[] = {
+} auth_roles[AUTH_NROLES] = {
 	{ "admin", AUTH_ROLE_ADMIN },
 	{ "auditor", AUTH_ROLE_AUDITOR },
 };
@@ -172,9 +175,8 @@ auth_conf_free(struct auth_conf *conf)
 	auth_strv_free(conf->audiences, conf->naudiences);
 	auth_strv_free(conf->allowed_clients, conf->nallowed_clients);
 	auth_strv_free(conf->required_scopes, conf->nrequired_scopes);
-	for (i = 0; i < conf->nroles; i++)
-		free(conf->roles[i].claim);
-	free(conf->roles);
+	for (i = 0; i < AUTH_NROLES; i++)
+		auth_strv_free(conf->roles.values[i], conf->roles.nvalues[i]);
 	memset(conf, 0, sizeof(*conf));
 }
 
@@ -468,10 +470,10 @@ auth_map_roles(const struct auth_conf *conf, json_t *roles, unsigned *out)
 	json_array_foreach(roles, i, v) {
 		if (!json_is_string(v))
 			return AUTH_ERR_CLAIMS;
-		for (j = 0; j < conf->nroles; j++)
-			if (strcmp(json_string_value(v),
-			    conf->roles[j].claim) == 0)
-				*out |= conf->roles[j].role;
+		for (j = 0; j < AUTH_NROLES; j++)
+			if (auth_in_list(json_string_value(v),
+			    conf->roles.values[j], conf->roles.nvalues[j]))
+				*out |= auth_roles[j].role;
 	}
 	return AUTH_OK;
 }

@@ -369,6 +369,120 @@ static const struct conf_key notifications_keys[] = {
 };
 static const struct conf_section notifications_section =
     SECTION(notifications_keys, notifications_conf, NULL);
+/* auth: how tokens are validated (docs/AUTH.md). */
+
+static const char *const auth_provider_names[] = {
+	/* In the order of enum auth_provider. */
+	"entra", "local", NULL
+};
+
+/* Keys in the order of the role bits (auth_role_name). */
+static const struct conf_key auth_roles_keys[] = {
+	{ "admin", CONF_LIST, OFF(auth_roles_conf, values[0]),
+	    .item = CONF_STRING, .count = OFF(auth_roles_conf, nvalues[0]),
+	    .max = "16" },
+	{ "auditor", CONF_LIST, OFF(auth_roles_conf, values[1]),
+	    .item = CONF_STRING, .count = OFF(auth_roles_conf, nvalues[1]),
+	    .max = "16" },
+};
+static const struct conf_section auth_roles_section =
+    SECTION(auth_roles_keys, auth_roles_conf, NULL);
+
+static char **
+strv_one(const char *s, size_t *n)
+{
+	char	**v = xcalloc(1, sizeof(*v));
+
+	v[0] = xstrdup(s);
+	*n = 1;
+	return v;
+}
+
+/*
+ * Defaults that are lists: the app roles of docs/AUTH.md, and for the
+ * local provider the audience and scope that tenantctl token mints.
+ */
+static void
+auth_list_defaults(struct auth_conf *a, const struct conf_node *map)
+{
+	struct auth_roles_conf	*r = &a->roles;
+
+	if (conf_node_get(map, "roles") == NULL) {
+		r->values[0] = strv_one("Tenantd.Admin", &r->nvalues[0]);
+		r->values[1] = strv_one("Tenantd.Auditor", &r->nvalues[1]);
+	}
+	if (a->provider != AUTH_PROVIDER_LOCAL)
+		return;
+	if (a->naudiences == 0)
+		a->audiences = strv_one(AUTH_LOCAL_AUDIENCE, &a->naudiences);
+	if (a->nrequired_scopes == 0)
+		a->required_scopes = strv_one(AUTH_LOCAL_SCOPE,
+		    &a->nrequired_scopes);
+}
+
+static void
+auth_finish(struct conf_ctx *ctx, const struct conf_node *map, void *obj)
+{
+	struct auth_conf	*a = obj;
+	char			 err[256];
+
+	a->configured = 1;
+	auth_list_defaults(a, map);
+	if (auth_conf_check(a, err, sizeof(err)) == -1)
+		conf_error(ctx, map, "%s", err);
+}
+
+static const struct conf_key auth_keys[] = {
+	{ "provider", CONF_ENUM, OFF(auth_conf, provider), .def = "entra",
+	    .names = auth_provider_names },
+	{ "authority", CONF_STRING, OFF(auth_conf, authority),
+	    .def = "https://login.microsoftonline.com" },
+	{ "ca_file", CONF_STRING, OFF(auth_conf, ca_file),
+	    .check = check_readable },
+	{ "audiences", CONF_LIST, OFF(auth_conf, audiences),
+	    .item = CONF_STRING, .count = OFF(auth_conf, naudiences),
+	    .max = "16" },
+	{ "allowed_clients", CONF_LIST, OFF(auth_conf, allowed_clients),
+	    .item = CONF_STRING, .count = OFF(auth_conf, nallowed_clients),
+	    .max = "64" },
+	{ "required_scopes", CONF_LIST, OFF(auth_conf, required_scopes),
+	    .item = CONF_STRING, .count = OFF(auth_conf, nrequired_scopes),
+	    .max = "16" },
+	{ "allow_app_tokens", CONF_BOOL, OFF(auth_conf, allow_app_tokens),
+	    .def = "false" },
+	{ "roles", CONF_MAP, OFF(auth_conf, roles),
+	    .sub = &auth_roles_section },
+	{ "clock_skew", CONF_DURATION_S, OFF(auth_conf, clock_skew),
+	    .def = "120s", .min = "0", .max = "300s" },
+	{ "jwks_refresh", CONF_DURATION_S, OFF(auth_conf, jwks_refresh),
+	    .def = "1h", .min = "1m", .max = "1d" },
+};
+static const struct conf_section auth_section =
+    SECTION(auth_keys, auth_conf, auth_finish);
+
+/*
+ * The local provider mints its own tokens: only a client on this machine
+ * may reach it, so every listener must be on loopback.
+ */
+static void
+auth_local_loopback(struct conf_ctx *ctx, const struct conf_node *map,
+    const struct config *conf)
+{
+	const struct conf_node	*at;
+	size_t			 i;
+
+	if (conf->auth.provider != AUTH_PROVIDER_LOCAL)
+		return;
+	at = conf_node_get(conf_node_get(map, "auth"), "provider");
+	for (i = 0; at != NULL && i < conf->nlisten; i++) {
+		if (conf->listen[i].sslen == 0 || is_loopback_addr(
+		    (const struct sockaddr *)&conf->listen[i].ss))
+			continue;
+		conf_error(ctx, at, "auth.provider: local is for development "
+		    "and needs loopback listeners only, but listen[%zu] is "
+		    "%s", i, conf->listen[i].address);
+	}
+}
 
 /* The top level. */
 
@@ -394,6 +508,7 @@ root_finish(struct conf_ctx *ctx, const struct conf_node *map, void *obj)
 		    conf->state_dir);
 		xasprintf(&tls->key, "%s/tls/key.pem", conf->state_dir);
 	}
+	auth_local_loopback(ctx, map, conf);
 }
 
 static const struct conf_section log_section =
@@ -420,6 +535,7 @@ static const struct conf_key root_keys[] = {
 	    .sub = &license_section },
 	{ "notifications", CONF_MAP, OFF(config, notifications),
 	    .sub = &notifications_section },
+	{ "auth", CONF_MAP, OFF(config, auth), .sub = &auth_section },
 };
 
 const struct conf_section conf_root = SECTION(root_keys, config,

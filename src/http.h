@@ -64,12 +64,22 @@ void	 api_livez(struct request *);
 void	 api_readyz(struct request *);
 void	 api_metrics(struct request *);
 
+/* api-me.c */
+void	 api_me(struct request *);
+
+/* api-dev.c: the local provider's discovery documents */
+void	 api_dev_metadata(struct request *);
+void	 api_dev_jwks(struct request *);
+
 /* http.c: for handlers */
 const struct config *http_conf(const struct request *);
 const char	*http_header(const struct request *, const char *);
 const char	*http_param(const struct request *, const char *);
 const char	*http_request_id(const struct request *);
 int		 http_peer_is_loopback(const struct request *);
+const char	*http_scheme(const struct request *);	/* "https", "http" */
+/* The caller's principal on routes with a role; NULL on public routes. */
+const struct auth_principal *http_principal(const struct request *);
 void		 http_set_header(struct request *, const char *, const char *);
 void		 http_reply(struct request *, int status, const char *ctype,
 		    const void *body, size_t len);

@@ -257,6 +257,7 @@ start(void)
 		fatalx("event_base_new failed");
 	state_dir_ensure(tenantd.conf->state_dir);
 	ready_set("config", READY_OK, tenantd.conf_path);
+	daemon_auth_init(tenantd.base, tenantd.conf);
 	if (uses_tls(tenantd.conf) &&
 	    (ctx = tls_setup(tenantd.conf, err, sizeof(err))) == NULL)
 		fatalx("%s", err);
@@ -284,6 +285,7 @@ stop(void)
 	event_free(tenantd.ev_hup);
 	if (tenantd.ev_watchdog != NULL)
 		event_free(tenantd.ev_watchdog);
+	daemon_auth_free();
 	event_base_free(tenantd.base);
 	conf_unref(tenantd.conf);
 	log_info("stopped");

@@ -155,6 +155,39 @@ struct notifications_conf {
 	uint64_t		 retry_backoff;	/* ms, the first retry */
 };
 
+/* auth: (defined here for struct config; see auth.c below) */
+enum auth_provider {
+	AUTH_PROVIDER_ENTRA = 0,
+	AUTH_PROVIDER_LOCAL,
+};
+
+/*
+ * auth.roles: for each tenantd role (index i is AUTH_ROLE_* bit 1 << i,
+ * in the order of auth_role_name), the Entra app-role values that grant it.
+ */
+#define AUTH_NROLES		2
+struct auth_roles_conf {
+	char		**values[AUTH_NROLES];
+	size_t		  nvalues[AUTH_NROLES];
+};
+
+struct auth_conf {
+	int			 configured;	/* an auth: section was given */
+	enum auth_provider	 provider;
+	char			*authority;	/* default public cloud */
+	char			*ca_file;	/* extra CAs for the authority */
+	char			**audiences;
+	size_t			  naudiences;
+	char			**allowed_clients;	/* azp/appid; 0: any */
+	size_t			  nallowed_clients;
+	char			**required_scopes;
+	size_t			  nrequired_scopes;
+	int			  allow_app_tokens;
+	struct auth_roles_conf	  roles;
+	uint64_t		  clock_skew;	/* s; default 120, max 300 */
+	uint64_t		  jwks_refresh;	/* s; default 3600 */
+};
+
 struct config {
 	int			 refcnt;
 	char			*path;
@@ -170,6 +203,7 @@ struct config {
 	struct control_conf	 control;
 	struct license_conf	 license;
 	struct notifications_conf notifications;
+	struct auth_conf	 auth;
 };
 
 /* conf_load flags */
@@ -380,6 +414,7 @@ void	 metrics_init(size_t nworkers);
 void	 metrics_request(size_t worker, int route, int status,
 	    uint64_t duration_us);
 void	 metrics_render(struct evbuffer *);
+/* metrics_auth_failure() is declared after enum auth_result, below. */
 
 /* ready.c */
 enum ready_state {
@@ -520,7 +555,8 @@ typedef void (*jwks_save_fn)(const char *json, size_t len, void *arg);
 typedef char *(*jwks_load_fn)(size_t *len, void *arg);	/* malloc'd */
 
 struct jwks_params {
-	const char	*authority;	/* https://login.microsoftonline.com */
+	const char	*authority;	/* https://login.microsoftonline.com;
+					   NULL: keys only from jwks_install */
 	const char	*tenant_id;
 	const char	*ca_file;	/* may be NULL */
 	uint64_t	 refresh;	/* s, background refresh period */
@@ -588,37 +624,11 @@ char		*base64url_encode(const unsigned char *in, size_t len);
 #define AUTH_ROLE_ADMIN		0x01
 #define AUTH_ROLE_AUDITOR	0x02
 
-enum auth_provider {
-	AUTH_PROVIDER_ENTRA = 0,
-	AUTH_PROVIDER_LOCAL,
-};
-
-struct auth_role_map {
-	char		*claim;		/* Entra app-role value */
-	unsigned	 role;		/* AUTH_ROLE_* */
-};
-
-struct auth_conf {
-	enum auth_provider	 provider;
-	char			*authority;	/* default public cloud */
-	char			*ca_file;	/* extra CAs for the authority */
-	char			**audiences;
-	size_t			  naudiences;
-	char			**allowed_clients;	/* azp/appid; 0: any */
-	size_t			  nallowed_clients;
-	char			**required_scopes;
-	size_t			  nrequired_scopes;
-	int			  allow_app_tokens;
-	struct auth_role_map	 *roles;
-	size_t			  nroles;
-	uint64_t		  clock_skew;	/* s; default 120, max 300 */
-	uint64_t		  jwks_refresh;	/* s; default 3600 */
-};
-
 enum auth_result {
 	AUTH_OK = 0,
 	AUTH_ERR_MISSING,		/* no Authorization header */
 	AUTH_ERR_SCHEME,		/* not "Bearer <token>" */
+	AUTH_ERR_QUERY_TOKEN,		/* access_token in the query string */
 	AUTH_ERR_TOO_LARGE,
 	AUTH_ERR_MALFORMED,		/* not three parts */
 	AUTH_ERR_BASE64,
@@ -641,6 +651,7 @@ enum auth_result {
 	AUTH_ERR_APP_TOKEN,
 	AUTH_ERR_CLIENT,
 	AUTH_ERR_CLAIMS,		/* a claim of the wrong type or size */
+	AUTH_ERR_NOT_CONFIGURED,	/* no auth: section */
 	AUTH_ERR_INTERNAL,
 	AUTH_RESULT_COUNT
 };
@@ -844,5 +855,59 @@ char	*webhook_payload(const struct webhook_conf *, json_t *notice,
 	    const char *event, const char *delivery_id, const char *tenant);
 void	 webhook_signature(const void *secret, size_t secretlen,
 	    int64_t t, const char *body, size_t len, char *out, size_t);
+ * auth-local.c: the development provider (auth.provider: local). An RSA
+ * signing key kept in the state directory, the key set and OpenID
+ * metadata it publishes, and the tokens tenantctl token mints with it.
+ */
+#define AUTH_LOCAL_AUDIENCE	"api://tenantd-local"
+#define AUTH_LOCAL_SCOPE	"access_as_user"
+#define AUTH_LOCAL_CLIENT	"tenantctl"	/* azp of minted tokens */
+#define AUTH_LOCAL_KEY_FILE	"auth-local-key.pem"	/* in state_dir */
+#define AUTH_LOCAL_TTL_MAX	(24 * 3600)
+#define AUTH_LOCAL_USER_MAX	64
+
+struct auth_local;
+
+struct auth_local *auth_local_open(const char *state_dir,
+		    const char *tenant_id, char *err, size_t errlen);
+void		 auth_local_free(struct auth_local *);
+const char	*auth_local_issuer(const struct auth_local *);
+char		*auth_local_keyset(const struct auth_local *, size_t *len);
+json_t		*auth_local_jwks(const struct auth_local *);
+json_t		*auth_local_metadata(const struct auth_local *,
+		    const char *base_url);
+char		*auth_local_mint(const struct auth_local *,
+		    const struct auth_conf *, const char *user, unsigned roles,
+		    uint64_t ttl, char *err, size_t errlen);
+
+/*
+ * auth-store.c: what authentication keeps in the store and the keyring:
+ * the last good JWKS (the jwks save/load hooks) and pseudonyms (the auth
+ * pseudonymizer).
+ */
+#define AUTH_STORE_DB		"auth"		/* the store's database */
+#define AUTH_STORE_JWKS_KEY	"jwks"
+
+struct auth_store {
+	struct store		*store;
+	struct event_base	*base;		/* NULL: write synchronously */
+};
+
+void	 auth_store_save_jwks(const char *json, size_t len, void *arg);
+char	*auth_store_load_jwks(size_t *len, void *arg);
+int	 auth_store_pseudonym(const char *tid, const char *oid, char *out,
+	    size_t outlen, void *keyring);
+
+/* metrics.c: refused tokens, per event-loop thread. */
+void	 metrics_auth_failure(size_t worker, enum auth_result);
+
+/* daemon-auth.c: authentication as the running daemon has it. */
+void		 daemon_auth_init(struct event_base *, struct config *);
+void		 daemon_auth_free(void);
+struct auth	*daemon_auth(void);
+struct jwks	*daemon_jwks(void);
+const struct auth_local *daemon_auth_local(void);	/* NULL: not local */
+char		*daemon_auth_mint(const char *user, unsigned roles,
+		    uint64_t ttl, char **error);
 
 #endif /* TENANTD_H */

@@ -139,6 +139,7 @@ class Daemon:
             "http": {"workers": 2},
             "cors": {"allowed_origins": ["https://contoso.sharepoint.com"]},
             "control": {"socket": str(self.dir / "run" / "control.sock")},
+            "auth": {"provider": "local"},
         }, overrides or {})
         self.conf_path = self.dir / ("%s.yaml" % name)
         self.write_config()
