@@ -484,6 +484,122 @@ auth_local_loopback(struct conf_ctx *ctx, const struct conf_node *map,
 	}
 }
 
+static const char *const kek_prefixes[] = {
+	"file:", "credential:", "passphrase-file:",
+};
+
+static int
+check_kek(struct conf_ctx *ctx, const struct conf_node *node, void *field)
+{
+	const char	*kek = *(char **)field;
+	size_t		 i, len;
+
+	for (i = 0; i < nitems(kek_prefixes); i++) {
+		len = strlen(kek_prefixes[i]);
+		if (strncmp(kek, kek_prefixes[i], len) == 0 &&
+		    kek[len] != '\0')
+			return 0;
+	}
+	conf_error(ctx, node, "expected file:PATH, credential:NAME or "
+	    "passphrase-file:PATH");
+	return -1;
+}
+
+/* A vault address: a unix socket path, or tls://ADDRESS:PORT. */
+static int
+check_vault_address(struct conf_ctx *ctx, const struct conf_node *node,
+    void *field)
+{
+	const char	*addr = *(char **)field;
+	char		 err[128];
+	int		 tls;
+
+	if (vault_address_parse(addr, NULL, NULL, &tls, err,
+	    sizeof(err)) == 0)
+		return 0;
+	conf_error(ctx, node, "%s", err);
+	return -1;
+}
+
+static const struct conf_key keyring_keys[] = {
+	{ "kek", CONF_STRING, OFF(keyring_conf, kek), .check = check_kek },
+	{ "path", CONF_STRING, OFF(keyring_conf, path), .flags = 0 },
+	{ "rotate_after", CONF_DURATION_S, OFF(keyring_conf, rotate_after),
+	    .def = "90d", .min = "0", .max = "3650d" },
+	{ "recovery", CONF_BOOL, OFF(keyring_conf, recovery),
+	    .def = "false" },
+};
+static const struct conf_section keyring_section =
+    SECTION(keyring_keys, keyring_conf, NULL);
+
+static const struct conf_key storage_keys[] = {
+	{ "path", CONF_STRING, OFF(storage_conf, path), .flags = 0 },
+	{ "max_size", CONF_SIZE, OFF(storage_conf, max_size),
+	    .def = "1GiB", .min = "256KiB", .max = "1099511627776" },
+};
+static const struct conf_section storage_section =
+    SECTION(storage_keys, storage_conf, NULL);
+
+static const struct conf_key vault_tls_keys[] = {
+	{ "certificate", CONF_STRING, OFF(vault_tls_conf, certificate),
+	    .flags = CONF_REQUIRED, .check = check_readable },
+	{ "key", CONF_SECRET, OFF(vault_tls_conf, key),
+	    .flags = CONF_REQUIRED },
+	{ "ca", CONF_STRING, OFF(vault_tls_conf, ca),
+	    .flags = CONF_REQUIRED, .check = check_readable },
+};
+static const struct conf_section vault_tls_section =
+    SECTION(vault_tls_keys, vault_tls_conf, NULL);
+
+static const char *const vault_mode_names[] = {
+	/* In the order of enum vault_mode. */
+	"child", "external", NULL
+};
+
+/* tls:// needs certificates; child mode needs the vault's config file. */
+static void
+vault_finish(struct conf_ctx *ctx, const struct conf_node *map, void *obj)
+{
+	struct vault_conf	*v = obj;
+
+	if (v->address != NULL && strncmp(v->address, VAULT_TLS_PREFIX,
+	    strlen(VAULT_TLS_PREFIX)) == 0 && v->tls.certificate == NULL)
+		conf_error(ctx, map, "address %s needs a 'tls' map "
+		    "(certificate, key, ca)", v->address);
+	if (v->mode == VAULT_CHILD && v->config == NULL)
+		conf_error(ctx, map, "mode: child needs 'config', the "
+		    "vault's configuration file");
+}
+
+static const struct conf_key vault_keys[] = {
+	{ "mode", CONF_ENUM, OFF(vault_conf, mode), .def = "external",
+	    .names = vault_mode_names },
+	{ "address", CONF_STRING, OFF(vault_conf, address),
+	    .def = VAULT_DEFAULT_SOCKET, .check = check_vault_address },
+	{ "config", CONF_STRING, OFF(vault_conf, config), .flags = 0 },
+	{ "program", CONF_STRING, OFF(vault_conf, program), .flags = 0 },
+	{ "tls", CONF_MAP, OFF(vault_conf, tls), .sub = &vault_tls_section },
+	{ "timeout", CONF_DURATION_MS, OFF(vault_conf, timeout),
+	    .def = "5s", .min = "100ms", .max = "1m" },
+	{ "pending_max", CONF_INT, OFF(vault_conf, pending_max),
+	    .def = "100000", .min = "1", .max = "10000000" },
+};
+static const struct conf_section vault_section =
+    SECTION(vault_keys, vault_conf, vault_finish);
+
+/* Paths that default to a place under state_dir. */
+static void
+state_paths(const char *state_dir, struct keyring_conf *kr,
+    struct storage_conf *st)
+{
+	if (state_dir == NULL)
+		return;
+	if (kr->path == NULL)
+		xasprintf(&kr->path, "%s/keyring", state_dir);
+	if (st->path == NULL)
+		xasprintf(&st->path, "%s/store", state_dir);
+}
+
 /* The top level. */
 
 static void
@@ -508,6 +624,7 @@ root_finish(struct conf_ctx *ctx, const struct conf_node *map, void *obj)
 		    conf->state_dir);
 		xasprintf(&tls->key, "%s/tls/key.pem", conf->state_dir);
 	}
+	state_paths(conf->state_dir, &conf->keyring, &conf->storage);
 	auth_local_loopback(ctx, map, conf);
 }
 
@@ -536,7 +653,56 @@ static const struct conf_key root_keys[] = {
 	{ "notifications", CONF_MAP, OFF(config, notifications),
 	    .sub = &notifications_section },
 	{ "auth", CONF_MAP, OFF(config, auth), .sub = &auth_section },
+	{ "keyring", CONF_MAP, OFF(config, keyring),
+	    .sub = &keyring_section },
+	{ "storage", CONF_MAP, OFF(config, storage),
+	    .sub = &storage_section },
+	{ "vault", CONF_MAP, OFF(config, vault), .sub = &vault_section },
 };
 
 const struct conf_section conf_root = SECTION(root_keys, config,
     root_finish);
+
+/* tenantd-vault's own file: the same engine, its own root table. */
+
+static void
+vault_root_finish(struct conf_ctx *ctx, const struct conf_node *map,
+    void *obj)
+{
+	struct vault_config	*vc = obj;
+
+	if (vc->listen != NULL && strncmp(vc->listen, VAULT_TLS_PREFIX,
+	    strlen(VAULT_TLS_PREFIX)) == 0 && vc->tls.certificate == NULL)
+		conf_error(ctx, map, "listen %s needs a 'tls' map "
+		    "(certificate, key, ca)", vc->listen);
+	state_paths(vc->state_dir, &vc->keyring, &vc->storage);
+}
+
+static const struct conf_key vault_log_keys[] = {
+	{ "level", CONF_ENUM, OFF(vault_config, log_level), .def = "info",
+	    .names = log_level_names },
+};
+static const struct conf_section vault_log_section =
+    SECTION(vault_log_keys, vault_config, NULL);
+
+static const struct conf_key vault_root_keys[] = {
+	{ "state_dir", CONF_STRING, OFF(vault_config, state_dir),
+	    .def = "/var/lib/tenantd-vault" },
+	{ "log", CONF_MAP, 0, .sub = &vault_log_section },
+	{ "keyring", CONF_MAP, OFF(vault_config, keyring),
+	    .sub = &keyring_section },
+	{ "storage", CONF_MAP, OFF(vault_config, storage),
+	    .sub = &storage_section },
+	{ "listen", CONF_STRING, OFF(vault_config, listen),
+	    .def = VAULT_DEFAULT_SOCKET, .check = check_vault_address },
+	{ "tls", CONF_MAP, OFF(vault_config, tls),
+	    .sub = &vault_tls_section },
+	{ "allow_users", CONF_LIST, OFF(vault_config, allow_users),
+	    .item = CONF_STRING, .count = OFF(vault_config, nallow_users),
+	    .max = "16" },
+	{ "max_connections", CONF_INT, OFF(vault_config, max_connections),
+	    .def = "64", .min = "1", .max = "4096" },
+};
+
+const struct conf_section conf_vault_root = SECTION(vault_root_keys,
+    vault_config, vault_root_finish);

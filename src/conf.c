@@ -1048,7 +1048,7 @@ release_section(const struct conf_section *sec, void *obj)
 /* The interface. */
 
 static void
-walk_root(struct conf_ctx *ctx, struct config *conf)
+walk_root(struct conf_ctx *ctx, const struct conf_section *sec, void *obj)
 {
 	struct conf_node	*root;
 	unsigned char		*buf;
@@ -1057,42 +1057,86 @@ walk_root(struct conf_ctx *ctx, struct config *conf)
 		return;
 	ctx->buf = buf;
 	if ((root = parse_yaml(ctx)) != NULL) {
-		conf_set_defaults(&conf_root, conf);
+		conf_set_defaults(sec, obj);
 		if (root->kind != NODE_MAP)
 			error_at(ctx, root->line, root->col, "expected a map of "
 			    "settings at the top level");
 		else
-			conf_walk_map(ctx, root, &conf_root, conf);
+			conf_walk_map(ctx, root, sec, obj);
 	}
 	node_free(root);
 	free(buf);
 }
 
-struct config *
-conf_load(const char *file, int flags, char **errors)
+/*
+ * Parse FILE into obj, described by the root table sec. On failure the
+ * caller releases obj (conf_release) and *errors holds the messages.
+ */
+int
+conf_load_section(const char *file, int flags,
+    const struct conf_section *sec, void *obj, char **errors)
 {
-	struct conf_ctx	 ctx;
-	struct config	*conf;
+	struct conf_ctx	ctx;
 
 	memset(&ctx, 0, sizeof(ctx));
 	ctx.file = file;
 	ctx.flags = flags;
 	if ((ctx.errf = open_memstream(&ctx.errbuf, &ctx.errlen)) == NULL)
 		fatal("open_memstream");
-	conf = xcalloc(1, sizeof(*conf));
-	conf->refcnt = 1;
-	conf->path = xstrdup(file);
-	walk_root(&ctx, conf);
+	walk_root(&ctx, sec, obj);
 	if (fclose(ctx.errf) != 0)
 		fatal("conf: writing errors");
 	*errors = NULL;
 	if (ctx.nerrors == 0) {
 		free(ctx.errbuf);
-		return conf;
+		return 0;
 	}
 	*errors = ctx.errbuf;
+	return -1;
+}
+
+void
+conf_release(const struct conf_section *sec, void *obj)
+{
+	release_section(sec, obj);
+}
+
+struct config *
+conf_load(const char *file, int flags, char **errors)
+{
+	struct config	*conf;
+
+	conf = xcalloc(1, sizeof(*conf));
+	conf->refcnt = 1;
+	conf->path = xstrdup(file);
+	if (conf_load_section(file, flags, &conf_root, conf, errors) == 0)
+		return conf;
 	conf_unref(conf);
 	return NULL;
+}
+
+struct vault_config *
+conf_load_vault(const char *file, int flags, char **errors)
+{
+	struct vault_config	*vc;
+
+	vc = xcalloc(1, sizeof(*vc));
+	vc->path = xstrdup(file);
+	if (conf_load_section(file, flags, &conf_vault_root, vc,
+	    errors) == 0)
+		return vc;
+	conf_free_vault(vc);
+	return NULL;
+}
+
+void
+conf_free_vault(struct vault_config *vc)
+{
+	if (vc == NULL)
+		return;
+	release_section(&conf_vault_root, vc);
+	free(vc->path);
+	free(vc);
 }
 
 struct config *

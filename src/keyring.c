@@ -1433,3 +1433,155 @@ keyring_pseudonym(struct keyring *kr, const char *tenant_id, const char *oid,
 	b32_encode(mac, 16, out + 2);
 	return 0;
 }
+
+/*
+ * Make a raw KEK file (32 random bytes, mode 0600) unless one exists: the
+ * development KEK when keyring.kek is not set.
+ */
+int
+keyring_kek_generate(const char *path, int *created, char *err,
+    size_t errlen)
+{
+	uint8_t	kek[KEY_LEN];
+	ssize_t	n;
+	int	fd;
+
+	*created = 0;
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
+	    0600);
+	if (fd == -1 && errno == EEXIST)
+		return 0;
+	if (fd == -1) {
+		snprintf(err, errlen, "KEK file %s: %s", path,
+		    strerror(errno));
+		return -1;
+	}
+	random_bytes(kek, sizeof(kek));
+	n = write(fd, kek, sizeof(kek));
+	OPENSSL_cleanse(kek, sizeof(kek));
+	if (n != (ssize_t)sizeof(kek) || fsync(fd) == -1) {
+		snprintf(err, errlen, "KEK file %s: %s", path,
+		    n == -1 ? strerror(errno) : "short write");
+		close(fd);
+		unlink(path);
+		return -1;
+	}
+	close(fd);
+	*created = 1;
+	return 0;
+}
+
+/* When the active data key term was made (Unix seconds). */
+int
+keyring_active_age(struct keyring *kr, uint64_t *created)
+{
+	pthread_rwlock_rdlock(&kr->lock);
+	*created = kr->terms[kr->active].created;
+	pthread_rwlock_unlock(&kr->lock);
+	return 0;
+}
+
+/*
+ * A new recovery key goes to the terminal if there is one, else to a
+ * 0600 file the operator must move offline: never into the log.
+ */
+static void
+kr_hand_over_recovery(const char *keyring_path, const char *key)
+{
+	char	*path;
+	FILE	*f;
+	int	 fd;
+
+	if (isatty(STDERR_FILENO)) {
+		fprintf(stderr, "\nRECOVERY KEY for %s (shown once; store it "
+		    "offline):\n\n    %s\n\n", keyring_path, key);
+		return;
+	}
+	xasprintf(&path, "%s.recovery", keyring_path);
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd == -1 || (f = fdopen(fd, "w")) == NULL) {
+		log_warn("recovery key: cannot write %s; it is lost, make a "
+		    "new keyring to get one", path);
+		if (fd != -1)
+			close(fd);
+		free(path);
+		return;
+	}
+	fprintf(f, "%s\n", key);
+	if (fflush(f) != 0 || fsync(fd) == -1)
+		log_warn("recovery key: %s", path);
+	fclose(f);
+	log_warnx("the recovery key of %s was written to %s: move it "
+	    "offline and delete the file", keyring_path, path);
+	free(path);
+}
+
+/* The KEK source of kc, or the development KEK under state_dir. */
+static int
+kr_conf_kek(const struct keyring_conf *kc, const char *state_dir,
+    char **spec, char *err, size_t errlen)
+{
+	char	*path;
+	int	 created;
+
+	if (kc->kek != NULL) {
+		*spec = xstrdup(kc->kek);
+		return 0;
+	}
+	xasprintf(&path, "%s/kek", state_dir);
+	if (keyring_kek_generate(path, &created, err, errlen) == -1) {
+		free(path);
+		return -1;
+	}
+	log_warnx("keyring.kek is not set: %s the development KEK %s, "
+	    "which lies next to the data it protects; set keyring.kek for "
+	    "production", created ? "generated" : "using", path);
+	xasprintf(spec, "file:%s", path);
+	free(path);
+	return 0;
+}
+
+/* Load (or create) the keyring a configuration section describes. */
+int
+keyring_load_conf(const struct keyring_conf *kc, const char *state_dir,
+    struct keyring **kr, char *err, size_t errlen)
+{
+	struct keyring_params	 p;
+	char			 recovery[KEYRING_RECOVERY_LEN], *spec;
+	int			 created, rv;
+
+	if (kr_conf_kek(kc, state_dir, &spec, err, errlen) == -1)
+		return -1;
+	memset(&p, 0, sizeof(p));
+	p.path = kc->path;
+	p.kek = spec;
+	p.rotate_after = kc->rotate_after;
+	p.create = 1;
+	p.recovery = kc->recovery;
+	recovery[0] = '\0';
+	rv = keyring_load(&p, kr, &created, recovery, err, errlen);
+	if (rv == 0 && created && recovery[0] != '\0')
+		kr_hand_over_recovery(kc->path, recovery);
+	OPENSSL_cleanse(recovery, sizeof(recovery));
+	free(spec);
+	return rv;
+}
+
+/* Recover kc's keyring with a recovery key, rewrapping it under kc->kek. */
+int
+keyring_recover_conf(const struct keyring_conf *kc, const char *state_dir,
+    const char *recovery, char *err, size_t errlen)
+{
+	struct keyring_params	 p;
+	char			*spec;
+	int			 rv;
+
+	if (kr_conf_kek(kc, state_dir, &spec, err, errlen) == -1)
+		return -1;
+	memset(&p, 0, sizeof(p));
+	p.path = kc->path;
+	p.kek = spec;
+	rv = keyring_recover(&p, recovery, err, errlen);
+	free(spec);
+	return rv;
+}

@@ -731,3 +731,75 @@ store_close(struct store *st)
 	free(st->dir);
 	free(st);
 }
+
+/* Map use and record counts, for metrics and status (any thread). */
+int
+store_stats(struct store *st, struct store_stats *ss)
+{
+	MDB_envinfo	 info;
+	MDB_stat	 ms;
+	MDB_txn		*txn;
+	size_t		 i;
+	int		 rv;
+
+	memset(ss, 0, sizeof(*ss));
+	if ((rv = store_read_begin(st, &txn)) != STORE_OK)
+		return rv;
+	if (mdb_env_info(st->env, &info) == 0 &&
+	    mdb_env_stat(st->env, &ms) == 0) {
+		ss->used = (uint64_t)(info.me_last_pgno + 1) * ms.ms_psize;
+		ss->mapsize = info.me_mapsize;
+	}
+	for (i = 0; i < st->ndbs; i++)
+		if (mdb_stat(txn, st->dbs[i].dbi, &ms) == 0)
+			ss->entries += ms.ms_entries;
+	store_read_end(st, txn);
+	ss->max_size = __atomic_load_n(&st->max_size, __ATOMIC_RELAXED);
+	return STORE_OK;
+}
+
+/* Number of records in one database. */
+int
+store_db_entries(struct store *st, const char *db, uint64_t *n)
+{
+	MDB_stat	 ms;
+	MDB_txn		*txn;
+	size_t		 idx;
+	int		 rv;
+
+	*n = 0;
+	if (store_db_index(st, db, &idx) != STORE_OK)
+		return STORE_INVALID;
+	if ((rv = store_read_begin(st, &txn)) != STORE_OK)
+		return rv;
+	rv = store_status(mdb_stat(txn, st->dbs[idx].dbi, &ms), "stat");
+	if (rv == STORE_OK)
+		*n = ms.ms_entries;
+	store_read_end(st, txn);
+	return rv;
+}
+
+/* 1 if another process holds dir's state lock (its pid in *pid), else 0. */
+int
+store_lock_holder(const char *dir, long *pid)
+{
+	char	*path, buf[32];
+	ssize_t	 n;
+	int	 fd, held = 0;
+
+	*pid = 0;
+	xasprintf(&path, "%s/lock", dir);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	free(path);
+	if (fd == -1)
+		return 0;
+	if (flock(fd, LOCK_EX | LOCK_NB) == -1 && errno == EWOULDBLOCK) {
+		held = 1;
+		if ((n = pread(fd, buf, sizeof(buf) - 1, 0)) > 0) {
+			buf[n] = '\0';
+			*pid = strtol(buf, NULL, 10);
+		}
+	}
+	close(fd);	/* drops the lock if we took it */
+	return held;
+}

@@ -31,6 +31,8 @@ struct command {
 	/* fills args from argv; NULL: the command takes no arguments */
 	int		(*parse)(int, char **, json_t *args);
 	void		(*print)(json_t *result);
+	/* run here, without the daemon: returns the exit status */
+	int		(*local)(const char *config, json_t *args);
 };
 
 static void	print_status(json_t *);
@@ -38,27 +40,58 @@ static void	print_reload(json_t *);
 static void	print_check_config(json_t *);
 static int	parse_token(int, char **, json_t *);
 static void	print_token(json_t *);
+static void	print_keys_status(json_t *);
+static void	print_result(json_t *);
+static int	parse_term(int, char **, json_t *);
+static int	parse_oid(int, char **, json_t *);
+static int	parse_put(int, char **, json_t *);
+static int	parse_resolve(int, char **, json_t *);
+static int	parse_pseudonym(int, char **, json_t *);
+static int	keys_recover(const char *, json_t *);
 
 static const struct command commands[] = {
 	{ "status", "", "show version, uptime, listeners and readiness",
-	    NULL, print_status },
+	    NULL, print_status, NULL },
 	{ "reload", "", "re-read the configuration, apply it only if valid",
-	    NULL, print_reload },
+	    NULL, print_reload, NULL },
 	{ "check-config", "", "check the daemon's configuration file",
-	    NULL, print_check_config },
+	    NULL, print_check_config, NULL },
 	{ "notice publish", "--kind K --severity S --title T [--body B] "
 	    "[--starts-at T] [--ends-at T]", "publish a notice",
-	    ctl_parse_notice_publish, ctl_print_notice },
+	    ctl_parse_notice_publish, ctl_print_notice, NULL },
 	{ "notice update", "ID [--title T] [--body B] [--kind K] "
 	    "[--severity S] [--starts-at T|none] [--ends-at T|none]",
-	    "change a notice", ctl_parse_notice_update, ctl_print_notice },
+	    "change a notice", ctl_parse_notice_update, ctl_print_notice,
+	    NULL },
 	{ "notice list", "[--since T]", "list notices",
-	    ctl_parse_notice_list, ctl_print_notice_list },
+	    ctl_parse_notice_list, ctl_print_notice_list, NULL },
 	{ "notice deliveries", "", "webhook deliveries and their state",
-	    NULL, ctl_print_notice_deliveries },
+	    NULL, ctl_print_notice_deliveries, NULL },
 	{ "token", "--user NAME [--roles admin,auditor] [--ttl 1h]",
 	    "print a development token (auth.provider: local)",
-	    parse_token, print_token },
+	    parse_token, print_token, NULL },
+	{ "keys status", "", "key terms, rewrap progress, store use",
+	    NULL, print_keys_status, NULL },
+	{ "keys rotate", "", "make a new active data key term",
+	    NULL, print_result, NULL },
+	{ "keys rewrap", "", "re-seal all values under the active term",
+	    NULL, print_result, NULL },
+	{ "keys retire", "TERM", "destroy a term no value uses any more",
+	    parse_term, print_result, NULL },
+	{ "keys recover", "< KEY", "tenantd stopped: unwrap the keyring "
+	    "with its recovery key", NULL, NULL, keys_recover },
+	{ "vault status", "", "the vault connection and queued puts",
+	    NULL, print_result, NULL },
+	{ "vault stats", "", "identities and access log entries in the vault",
+	    NULL, print_result, NULL },
+	{ "vault pseudonym", "OID", "the pseudonym of a user", parse_oid,
+	    print_result, NULL },
+	{ "vault put", "OID UPN [NAME]", "register or correct an identity",
+	    parse_put, print_result, NULL },
+	{ "vault resolve", "PSEUDONYM REASON...", "re-identify (logged by "
+	    "the vault)", parse_resolve, print_result, NULL },
+	{ "vault forget", "PSEUDONYM", "erase the identity of a pseudonym",
+	    parse_pseudonym, print_result, NULL },
 };
 
 static const char	*socket_path;
@@ -263,6 +296,166 @@ parse_token(int argc, char **argv, json_t *args)
 			return -1;
 	}
 	return i == argc && json_object_get(args, "user") != NULL ? 0 : -1;
+}
+
+/* "key: value" per member, for results without their own printer. */
+static void
+print_result(json_t *r)
+{
+	const char	*key;
+	json_t		*v;
+	char		*text;
+
+	json_object_foreach(r, key, v) {
+		if (json_is_string(v))
+			printf("%s: %s\n", key, json_string_value(v));
+		else if ((text = json_dumps(v, JSON_ENCODE_ANY |
+		    JSON_COMPACT)) != NULL) {
+			printf("%s: %s\n", key, text);
+			free(text);
+		}
+	}
+}
+
+static void
+print_keys_status(json_t *r)
+{
+	json_t	*t, *rw = json_object_get(r, "rewrap");
+	json_t	*st = json_object_get(r, "store");
+	size_t	 i;
+	char	 when[40];
+
+	printf("keyring: %s (KEK: %s, recovery key: %s)\n", get_str(r, "path"),
+	    get_str(r, "kek"), json_is_true(json_object_get(r, "recovery")) ?
+	    "yes" : "no");
+	printf("active term: %lld\n", (long long)json_integer_value(
+	    json_object_get(r, "active_term")));
+	json_array_foreach(json_object_get(r, "terms"), i, t) {
+		format_iso8601(when, sizeof(when), (uint64_t)
+		    json_integer_value(json_object_get(t, "created")) * 1000000);
+		printf("  term %lld  %-12s  created %s  seals %lld\n",
+		    (long long)json_integer_value(json_object_get(t, "term")),
+		    get_str(t, "state"), when, (long long)json_integer_value(
+		    json_object_get(t, "seals")));
+	}
+	printf("rewrap: %s, %lld values re-sealed\n", get_str(rw, "state"),
+	    (long long)json_integer_value(json_object_get(rw, "rewrapped")));
+	if (st != NULL)
+		printf("store: %lld of %lld bytes used, %lld records\n",
+		    (long long)json_integer_value(json_object_get(st, "used")),
+		    (long long)json_integer_value(json_object_get(st,
+		    "max_size")), (long long)json_integer_value(
+		    json_object_get(st, "records")));
+}
+
+static int
+parse_term(int argc, char **argv, json_t *args)
+{
+	char	*end;
+	long	 term;
+
+	if (argc != 1)
+		return -1;
+	term = strtol(argv[0], &end, 10);
+	if (*end != '\0' || term < 1)
+		return -1;
+	json_object_set_new(args, "term", json_integer(term));
+	return 0;
+}
+
+static int
+parse_oid(int argc, char **argv, json_t *args)
+{
+	if (argc != 1)
+		return -1;
+	json_object_set_new(args, "oid", json_string(argv[0]));
+	return 0;
+}
+
+static int
+parse_put(int argc, char **argv, json_t *args)
+{
+	if (argc < 2 || argc > 3)
+		return -1;
+	json_object_set_new(args, "oid", json_string(argv[0]));
+	json_object_set_new(args, "upn", json_string(argv[1]));
+	if (argc == 3)
+		json_object_set_new(args, "display_name",
+		    json_string(argv[2]));
+	return 0;
+}
+
+static int
+parse_pseudonym(int argc, char **argv, json_t *args)
+{
+	if (argc != 1)
+		return -1;
+	json_object_set_new(args, "pseudonym", json_string(argv[0]));
+	return 0;
+}
+
+/* The reason is the rest of the line: "vault resolve p_x court order 12". */
+static int
+parse_resolve(int argc, char **argv, json_t *args)
+{
+	char	reason[VAULT_NAME_MAX + 1] = "";
+	int	i;
+
+	if (argc < 2)
+		return -1;
+	for (i = 1; i < argc; i++)
+		if (strlcat(reason, i > 1 ? " " : "", sizeof(reason)) >=
+		    sizeof(reason) || strlcat(reason, argv[i],
+		    sizeof(reason)) >= sizeof(reason))
+			return -1;
+	json_object_set_new(args, "pseudonym", json_string(argv[0]));
+	json_object_set_new(args, "reason", json_string(reason));
+	return 0;
+}
+
+/*
+ * With tenantd stopped (it holds the keyring in memory while it runs):
+ * the recovery key on stdin unwraps the keyring, which is rewrapped under
+ * the KEK keyring.kek names now.
+ */
+static int
+keys_recover(const char *file, json_t *args)
+{
+	struct config	*conf;
+	char		*errors = NULL, line[256], err[512];
+	long		 pid;
+	int		 rv;
+
+	if ((conf = conf_load(file, 0, &errors)) == NULL) {
+		fprintf(stderr, "tenantctl: %s", errors ? errors : "");
+		free(errors);
+		return EXIT_FAILED;
+	}
+	if (store_lock_holder(conf->storage.path, &pid)) {
+		fprintf(stderr, "tenantctl: keys recover: tenantd is running "
+		    "(pid %ld); stop it first\n", pid);
+		conf_unref(conf);
+		return EXIT_FAILED;
+	}
+	if (isatty(STDIN_FILENO))
+		fprintf(stderr, "recovery key: ");
+	if (fgets(line, sizeof(line), stdin) == NULL) {
+		fprintf(stderr, "tenantctl: keys recover: no recovery key on "
+		    "stdin\n");
+		conf_unref(conf);
+		return EXIT_USAGE;
+	}
+	line[strcspn(line, "\r\n")] = '\0';
+	rv = keyring_recover_conf(&conf->keyring, conf->state_dir, line, err,
+	    sizeof(err));
+	explicit_bzero(line, sizeof(line));
+	if (rv == 0)
+		printf("keyring %s recovered; it is now wrapped by the KEK "
+		    "of %s\n", conf->keyring.path, file);
+	else
+		fprintf(stderr, "tenantctl: keys recover: %s\n", err);
+	conf_unref(conf);
+	return rv == 0 ? 0 : EXIT_FAILED;
 }
 
 static void DEAD
@@ -477,6 +670,11 @@ main(int argc, char *argv[])
 		usage(stderr, EXIT_USAGE);
 	}
 	args = parse_args(cmd, argc - nwords, argv + nwords);
+	if (cmd->local != NULL) {
+		status = cmd->local(file, args);
+		json_decref(args);
+		return status;
+	}
 	if (socket_path == NULL)
 		socket_path = socket_from_config(file);
 	fd = connect_daemon();

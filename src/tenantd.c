@@ -5,7 +5,6 @@
  */
 #include "config.h"
 
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <errno.h>
 #include <signal.h>
@@ -125,6 +124,7 @@ daemon_reload(char **errors)
 		log_warnx("reload: listener changes take effect at the next "
 		    "restart; the current listeners stay");
 	http_reconfigure(conf, ctx);
+	daemon_store_reload(conf);
 	SSL_CTX_free(ctx);		/* the workers hold their references */
 	license_reload(conf);
 	notice_reload(tenantd.conf, conf);
@@ -252,11 +252,15 @@ start(void)
 	if (evthread_use_pthreads() == -1)
 		fatalx("libevent threads unavailable");
 	/* no core dumps or ptrace peeks at key material */
-	prctl(PR_SET_DUMPABLE, 0);
+	keyring_protect_process();
 	if ((tenantd.base = event_base_new()) == NULL)
 		fatalx("event_base_new failed");
 	state_dir_ensure(tenantd.conf->state_dir);
 	ready_set("config", READY_OK, tenantd.conf_path);
+	daemon_store_start(tenantd.base, tenantd.conf);
+	if (vault_client_start(tenantd.base, tenantd.conf, err,
+	    sizeof(err)) == -1)
+		fatalx("cannot start: %s", err);
 	daemon_auth_init(tenantd.base, tenantd.conf);
 	if (uses_tls(tenantd.conf) &&
 	    (ctx = tls_setup(tenantd.conf, err, sizeof(err))) == NULL)
@@ -269,9 +273,8 @@ start(void)
 		    tenantd.conf->control.socket);
 	signals_start();
 	watchdog_start();
-	/* the store: daemon_store() once the keyring/store wiring lands */
-	license_start(NULL, tenantd.conf);
-	notice_start(tenantd.base, NULL, tenantd.conf);
+	license_start(daemon_store(), tenantd.conf);
+	notice_start(tenantd.base, daemon_store(), tenantd.conf);
 }
 
 static void
@@ -280,6 +283,8 @@ stop(void)
 	notice_stop();
 	license_stop();
 	control_shutdown();
+	vault_client_stop();
+	daemon_store_stop();
 	event_free(tenantd.ev_term);
 	event_free(tenantd.ev_int);
 	event_free(tenantd.ev_hup);

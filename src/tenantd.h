@@ -188,6 +188,40 @@ struct auth_conf {
 	uint64_t		  jwks_refresh;	/* s; default 3600 */
 };
 
+struct keyring_conf {
+	char		*kek;		/* NULL: the development KEK file */
+	char		*path;		/* default STATE_DIR/keyring */
+	uint64_t	 rotate_after;	/* seconds; 0: never by age */
+	int		 recovery;	/* issue a recovery key at creation */
+};
+
+struct storage_conf {
+	char		*path;		/* default STATE_DIR/store */
+	uint64_t	 max_size;	/* bytes */
+};
+
+/* Where a vault listens or is reached: a unix socket or mutual TLS. */
+struct vault_tls_conf {
+	char		*certificate;	/* own certificate (PEM path) */
+	char		*key;		/* secret reference, resolved */
+	char		*ca;		/* CA that signs the peer */
+};
+
+enum vault_mode {
+	VAULT_CHILD = 0,	/* tenantd runs tenantd-vault itself */
+	VAULT_EXTERNAL,		/* a separate unit, maybe another host */
+};
+
+struct vault_conf {
+	int			 mode;		/* enum vault_mode */
+	char			*address;	/* socket path or tls://h:p */
+	char			*config;	/* child: the vault's config */
+	char			*program;	/* child: NULL = found */
+	struct vault_tls_conf	 tls;
+	uint64_t		 timeout;	/* ms, one request */
+	int			 pending_max;	/* puts kept while down */
+};
+
 struct config {
 	int			 refcnt;
 	char			*path;
@@ -201,9 +235,26 @@ struct config {
 	struct cors_conf	 cors;
 	struct metrics_conf	 metrics;
 	struct control_conf	 control;
+	struct keyring_conf	 keyring;
+	struct storage_conf	 storage;
+	struct vault_conf	 vault;
 	struct license_conf	 license;
 	struct notifications_conf notifications;
 	struct auth_conf	 auth;
+};
+
+/* The vault's own configuration (tenantd-vault -c FILE). */
+struct vault_config {
+	char			*path;
+	char			*state_dir;
+	enum log_level		 log_level;
+	struct keyring_conf	 keyring;
+	struct storage_conf	 storage;
+	char			*listen;	/* socket path or tls://h:p */
+	struct vault_tls_conf	 tls;
+	char			**allow_users;	/* unix peers: names/uids */
+	size_t			 nallow_users;
+	int			 max_connections;
 };
 
 /* conf_load flags */
@@ -214,6 +265,9 @@ struct config {
  * set *errors to the collected "FILE:LINE:COL: message" lines.
  */
 struct config	*conf_load(const char *file, int flags, char **errors);
+struct vault_config *conf_load_vault(const char *file, int flags,
+		    char **errors);
+void		 conf_free_vault(struct vault_config *);
 struct config	*conf_ref(struct config *);
 void		 conf_unref(struct config *);
 
@@ -273,6 +327,7 @@ struct conf_key {
 };
 
 extern const struct conf_section conf_root;
+extern const struct conf_section conf_vault_root;
 
 void	 conf_error(struct conf_ctx *, const struct conf_node *,
 	    const char *, ...) PRINTFLIKE(3, 4);
@@ -280,6 +335,9 @@ int	 conf_flags(const struct conf_ctx *);
 int	 conf_walk_map(struct conf_ctx *, const struct conf_node *,
 	    const struct conf_section *, void *obj);
 void	 conf_set_defaults(const struct conf_section *, void *obj);
+int	 conf_load_section(const char *file, int flags,
+	    const struct conf_section *root, void *obj, char **errors);
+void	 conf_release(const struct conf_section *, void *obj);
 const struct conf_node *conf_node_get(const struct conf_node *map,
 	    const char *key);
 const char *conf_node_scalar(const struct conf_node *);
@@ -352,6 +410,13 @@ const char *keyring_strerror(int);
 int	 keyring_pseudonym(struct keyring *, const char *tenant_id,
 	    const char *oid, char *out);	/* KEYRING_PSEUDONYM_LEN */
 void	 keyring_protect_process(void);	/* PR_SET_DUMPABLE 0, no core */
+int	 keyring_kek_generate(const char *path, int *created, char *err,
+	    size_t errlen);	/* a raw KEK file, made once */
+int	 keyring_active_age(struct keyring *, uint64_t *created);
+int	 keyring_load_conf(const struct keyring_conf *, const char *state_dir,
+	    struct keyring **, char *err, size_t errlen);
+int	 keyring_recover_conf(const struct keyring_conf *,
+	    const char *state_dir, const char *recovery, char *err, size_t);
 
 /*
  * store.c, store-writer.c: the only code that calls mdb_*. One LMDB
@@ -407,6 +472,15 @@ int	 store_scan(struct store *, const char *db, const void *prefix,
 	    size_t prefixlen, store_scan_fn, void *arg);
 int	 store_count_term(struct store *, uint32_t term, uint64_t *count);
 int	 store_rewrap(struct store *, size_t limit, size_t *rewrapped);
+struct store_stats {
+	uint64_t	used;		/* bytes of pages in use */
+	uint64_t	mapsize;	/* current map */
+	uint64_t	max_size;	/* storage.max_size */
+	uint64_t	entries;	/* records, all databases */
+};
+int	 store_stats(struct store *, struct store_stats *);
+int	 store_db_entries(struct store *, const char *db, uint64_t *);
+int	 store_lock_holder(const char *dir, long *pid);
 
 /* metrics.c */
 #define METRIC_ROUTE_UNMATCHED	(-1)
@@ -855,6 +929,8 @@ char	*webhook_payload(const struct webhook_conf *, json_t *notice,
 	    const char *event, const char *delivery_id, const char *tenant);
 void	 webhook_signature(const void *secret, size_t secretlen,
 	    int64_t t, const char *body, size_t len, char *out, size_t);
+
+/*
  * auth-local.c: the development provider (auth.provider: local). An RSA
  * signing key kept in the state directory, the key set and OpenID
  * metadata it publishes, and the tokens tenantctl token mints with it.
@@ -909,5 +985,94 @@ struct jwks	*daemon_jwks(void);
 const struct auth_local *daemon_auth_local(void);	/* NULL: not local */
 char		*daemon_auth_mint(const char *user, unsigned roles,
 		    uint64_t ttl, char **error);
+
+/*
+ * vault-proto.c: the protocol between tenantd and tenantd-vault, shared by
+ * both ends. A frame is a 4-byte big-endian length and one JSON object:
+ * {"id":N,"op":"put"|"resolve"|"forget"|"stats",...} answered by
+ * {"id":N,"ok":true,...} or {"id":N,"ok":false,"error":"..."}.
+ */
+#define VAULT_FRAME_MAX		(64 * 1024)
+#define VAULT_FIELD_MAX		256	/* oid, upn, requester */
+#define VAULT_NAME_MAX		512	/* display name, reason */
+#define VAULT_DEFAULT_SOCKET	"/run/tenantd-vault/vault.sock"
+#define VAULT_TLS_PREFIX	"tls://"
+
+struct ssl_ctx_st;
+int	 vault_address_parse(const char *, struct sockaddr_storage *,
+	    socklen_t *, int *tls, char *err, size_t errlen);
+int	 vault_frame_add(struct evbuffer *, json_t *);
+int	 vault_frame_take(struct evbuffer *, json_t **, char *err, size_t);
+int	 vault_pseudonym_ok(const char *);
+int	 vault_text_ok(const char *, size_t max);
+int	 vault_identity_ok(json_t *, char *err, size_t errlen);
+struct ssl_ctx_st *vault_tls_ctx(int server, const struct vault_tls_conf *,
+	    char *err, size_t errlen);
+struct ssl_st *vault_tls_ssl(struct ssl_ctx_st *, const char *address);
+int	 vault_call(const struct vault_conf *, json_t *request,
+	    json_t **answer, char *err, size_t errlen);	/* blocking */
+
+/*
+ * daemon-store.c: tenantd's keyring and store: loading at start-up,
+ * readiness, the rotation timer, background rewrap, metrics.
+ */
+#define DAEMON_DB_VAULT_PENDING	"vault_pending"
+void	 daemon_store_start(struct event_base *, const struct config *);
+void	 daemon_store_reload(const struct config *);
+void	 daemon_store_stop(void);
+struct store	*daemon_store(void);
+struct keyring	*daemon_keyring(void);
+json_t	*daemon_keys_status(void);
+int	 daemon_keys_rewrap_start(char *err, size_t errlen);
+int	 daemon_keys_retire(uint32_t term, char *err, size_t errlen);
+void	 daemon_store_metrics(struct evbuffer *);
+
+/*
+ * vault-client.c: tenantd's side of the vault, on the main event loop.
+ * vault_put() is acknowledged once the put is durable in tenantd's own
+ * store (database vault_pending); delivery to the vault follows, with
+ * retries while the vault is unreachable.
+ */
+typedef void (*vault_done_fn)(int status, json_t *result,
+    const char *error, void *arg);	/* status 0 or -1 */
+int	 vault_client_start(struct event_base *, const struct config *,
+	    char *err, size_t errlen);
+void	 vault_client_stop(void);
+int	 vault_put(const char *pseudonym, json_t *identity,
+	    vault_done_fn, void *arg);
+int	 vault_put_sync(const char *pseudonym, json_t *identity,
+	    char *err, size_t errlen);
+int	 vault_resolve(const char *pseudonym, const char *requester,
+	    const char *reason, vault_done_fn, void *arg);
+int	 vault_forget(const char *pseudonym, vault_done_fn, void *arg);
+int	 vault_stats(vault_done_fn, void *arg);
+int	 vault_forget_pending(const char *pseudonym, char *err, size_t);
+json_t	*vault_client_status(void);
+void	 vault_client_metrics(struct evbuffer *);
+
+/* vault-child.c: mode child: run and supervise tenantd-vault. */
+int	 vault_child_start(struct event_base *, const struct config *,
+	    char *err, size_t errlen);
+void	 vault_child_stop(void);
+
+/* ctl-keys.c: the keys and vault control commands. */
+json_t	*ctl_keys_status(const struct ctl_peer *, json_t *, char **);
+json_t	*ctl_keys_rotate(const struct ctl_peer *, json_t *, char **);
+json_t	*ctl_keys_rewrap(const struct ctl_peer *, json_t *, char **);
+json_t	*ctl_keys_retire(const struct ctl_peer *, json_t *, char **);
+json_t	*ctl_vault_status(const struct ctl_peer *, json_t *, char **);
+json_t	*ctl_vault_pseudonym(const struct ctl_peer *, json_t *, char **);
+json_t	*ctl_vault_put(const struct ctl_peer *, json_t *, char **);
+json_t	*ctl_vault_resolve(const struct ctl_peer *, json_t *, char **);
+json_t	*ctl_vault_forget(const struct ctl_peer *, json_t *, char **);
+json_t	*ctl_vault_stats(const struct ctl_peer *, json_t *, char **);
+
+/* vault-serve.c: tenantd-vault's connections and operations. */
+struct vault_server;
+extern const char *const vault_dbs[];	/* the vault's databases */
+struct vault_server *vault_serve_start(struct event_base *,
+	    const struct vault_config *, struct store *, const char *listen,
+	    char *err, size_t errlen);
+void	 vault_serve_stop(struct vault_server *);
 
 #endif /* TENANTD_H */

@@ -7,8 +7,10 @@ import ipaddress
 import json
 import os
 import pathlib
+import shutil
 import signal as signals
 import subprocess
+import tempfile
 import threading
 import time
 
@@ -22,6 +24,7 @@ TOP = pathlib.Path(os.environ.get("TOP_SRCDIR") or pathlib.Path(__file__).resolv
 BUILD = pathlib.Path(os.environ.get("TENANTD_BIN") or TOP / "tenantd").parent
 TENANTD = os.environ.get("TENANTD_BIN") or str(BUILD / "tenantd")
 TENANTCTL = os.environ.get("TENANTCTL_BIN") or str(BUILD / "tenantctl")
+TENANTD_VAULT = os.environ.get("TENANTD_VAULT_BIN") or str(BUILD / "tenantd-vault")
 TENANT_ID = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 START_TIMEOUT = 20
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
@@ -140,6 +143,10 @@ class Daemon:
             "cors": {"allowed_origins": ["https://contoso.sharepoint.com"]},
             "control": {"socket": str(self.dir / "run" / "control.sock")},
             "auth": {"provider": "local"},
+            # An external vault nobody runs unless a test starts one: the
+            # vault check is degraded (ready) and puts are queued.
+            "vault": {"mode": "external",
+                      "address": str(self.dir / "run" / "vault.sock")},
         }, overrides or {})
         self.conf_path = self.dir / ("%s.yaml" % name)
         self.write_config()
@@ -292,6 +299,82 @@ def tenantd(tmp_path, certs):
         if d.proc is not None and d.proc.poll() is None:
             d.stop()        # gracefully, so a sanitizer build reports leaks
         d.check_sanitizers()
+
+
+class Vault:
+    """One tenantd-vault run by the test (vault.mode external), optionally
+    as another user (setpriv), with its own state directory and config."""
+
+    def __init__(self, workdir, overrides=None, user=None):
+        if user is not None:
+            # pytest's tmp_path is private to root: use a directory the
+            # vault's user can reach, removed by the fixture.
+            workdir = pathlib.Path(tempfile.mkdtemp(prefix="tenantd-vault-"))
+            workdir.chmod(0o711)
+        self.dir = workdir
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.user = user
+        self.conf = merge({
+            "state_dir": str(self.dir / "state"),
+            "log": {"level": "info"},
+            "listen": str(self.dir / "run" / "vault.sock"),
+        }, overrides or {})
+        self.conf_path = self.dir / "vault.yaml"
+        self.conf_path.write_text(to_yaml(self.conf) + "\n")
+        self.proc = None
+        self.lines, self.raw = [], []
+        self._lock = threading.Lock()
+        if user is not None:
+            for d in (self.dir, self.dir / "run"):
+                d.mkdir(exist_ok=True)
+                subprocess.run(["chown", user, str(d)], check=True)
+            self.conf_path.chmod(0o644)
+
+    _reader = Daemon._reader
+    snapshot = Daemon.snapshot
+    stderr_text = Daemon.stderr_text
+    wait_log = Daemon.wait_log
+    stop = Daemon.stop
+    kill = Daemon.kill
+    check_sanitizers = Daemon.check_sanitizers
+
+    def start(self, wait=True):
+        self.lines, self.raw = [], []
+        cmd = [TENANTD_VAULT, "-f", "-c", str(self.conf_path)]
+        if self.user is not None:
+            cmd = ["setpriv", "--reuid=%s" % self.user, "--regid=nogroup",
+                   "--clear-groups"] + cmd
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, cwd=str(self.dir))
+        self._reader_thread = threading.Thread(target=self._reader, daemon=True)
+        self._reader_thread.start()
+        if wait:
+            line = self.wait_log(lambda l: l.get("msg", "").startswith("vault ready"),
+                                 START_TIMEOUT)
+            self.address = line["listen"]
+        return self
+
+
+@pytest.fixture
+def vault(tmp_path):
+    """Factory: vault(overrides={...}, user=None, start=True) -> Vault."""
+    started = []
+
+    def make(overrides=None, user=None, start=True):
+        v = Vault(tmp_path / ("v%d" % len(started)), overrides, user)
+        started.append(v)
+        if start:
+            v.start()
+        return v
+
+    yield make
+    for v in started:
+        if v.proc is not None and v.proc.poll() is None:
+            v.stop()
+        v.check_sanitizers()
+        if v.user is not None:
+            shutil.rmtree(v.dir, ignore_errors=True)
 
 
 def run_tenantd(*args, timeout=30):
