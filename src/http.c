@@ -749,19 +749,49 @@ status_title(int status)
 	return "Error";
 }
 
+static json_t	*problem_json(struct request *, int, const char *,
+		    const char *);
+
 /* RFC 9457: type, title, status, detail, instance, plus our request id. */
 void
 http_problem(struct request *req, int status, const char *slug,
     const char *fmt, ...)
 {
-	char		 detail[512], type[96];
-	const char	*title;
+	char		 detail[512];
+	va_list		 ap;
+
+	va_start(ap, fmt);
+	vsnprintf(detail, sizeof(detail), fmt, ap);
+	va_end(ap);
+	http_reply_json_as(req, status, "application/problem+json",
+	    problem_json(req, status, slug, detail));
+}
+
+/* A problem with an "errors" member: [{pointer, detail}]; takes errors. */
+void
+http_problem_errors(struct request *req, int status, const char *slug,
+    json_t *errors, const char *fmt, ...)
+{
+	char		 detail[512];
 	json_t		*j;
 	va_list		 ap;
 
 	va_start(ap, fmt);
 	vsnprintf(detail, sizeof(detail), fmt, ap);
 	va_end(ap);
+	j = problem_json(req, status, slug, detail);
+	json_object_set_new(j, "errors", errors);
+	http_reply_json_as(req, status, "application/problem+json", j);
+}
+
+static json_t *
+problem_json(struct request *req, int status, const char *slug,
+    const char *detail)
+{
+	char		 type[96];
+	const char	*title;
+	json_t		*j;
+
 	snprintf(type, sizeof(type), "urn:tenantd:problem:%s", slug);
 	title = status_title(status);
 	j = json_pack("{s:s, s:s, s:i, s:s, s:s, s:s}", "type", type,
@@ -772,7 +802,7 @@ http_problem(struct request *req, int status, const char *slug,
 		j = json_pack("{s:s, s:s, s:i, s:s, s:s}", "type", type,
 		    "title", title, "status", status, "detail", detail,
 		    "request_id", req->id);
-	http_reply_json_as(req, status, "application/problem+json", j);
+	return j;
 }
 
 /* --- dispatch ------------------------------------------------------ */

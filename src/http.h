@@ -95,6 +95,23 @@ void		 http_reply_buffer(struct request *, int status,
 void		 http_reply_json(struct request *, int status, json_t *);
 void		 http_problem(struct request *, int status, const char *slug,
 		    const char *fmt, ...) PRINTFLIKE(4, 5);
+void		 http_problem_errors(struct request *, int status,
+		    const char *slug, json_t *errors, const char *fmt, ...)
+		    PRINTFLIKE(5, 6);
+
+/* api-json.c */
+json_t	*api_json_body(struct request *);
+void	 api_fail(struct request *, int status, json_t *errors,
+	    const char *err);
+
+/* api-license.c */
+void	 api_license_get(struct request *);
+void	 api_license_put(struct request *);
+
+/* api-notices.c */
+void	 api_notices_list(struct request *);
+void	 api_notices_publish(struct request *);
+void	 api_notices_update(struct request *);
 
 /* http.c: for the daemon */
 int	 http_start(struct event_base *main_base, struct config *,
