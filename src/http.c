@@ -602,6 +602,23 @@ http_base(const struct request *req)
 	return req->w->base;
 }
 
+/* The main thread's base: the vault client lives there. */
+struct event_base *
+http_main_base(void)
+{
+	return http.main_base;
+}
+
+/* The peer's address, or NULL once the client has gone. */
+const struct sockaddr *
+http_peer(const struct request *req)
+{
+	struct evhttp_connection	*evcon;
+
+	evcon = evhttp_request_get_connection(req->ev);
+	return evcon != NULL ? evhttp_connection_get_addr(evcon) : NULL;
+}
+
 int
 http_peer_is_loopback(const struct request *req)
 {
@@ -646,7 +663,7 @@ response_headers(struct request *req)
 		evhttp_add_header(h, "Access-Control-Expose-Headers",
 		    "ETag, Location, Retry-After, X-Request-Id");
 	}
-	if (req->w->stopping || conn_over_limit(req->conn))
+	if (req->w->stopping || conn_over_limit(conn_of(req->ev)))
 		evhttp_add_header(h, "Connection", "close");
 }
 

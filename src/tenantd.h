@@ -1253,4 +1253,84 @@ const struct auth_local *daemon_auth_local(void);	/* NULL: not local */
 char		*daemon_auth_mint(const char *user, unsigned roles,
 		    uint64_t ttl, char **error);
 
+/*
+ * events.c: usage events, their per-day aggregates and distinct-user
+ * markers in the store (key layout at the top of events.c).
+ */
+#define API_USERS_DB		"users"	/* pseudonyms the vault knows */
+#define EVENTS_DB		"events"
+#define EVENTS_DAYS_DB		"event_days"
+#define EVENTS_USERS_DB		"event_users"
+#define EVENTS_BATCH_MAX	500
+#define EVENTS_NAME_MAX		64
+#define EVENTS_NAME_CHARS	"abcdefghijklmnopqrstuvwxyz0123456789._-"
+#define EVENTS_PROPS_MAX	16
+#define EVENTS_PROP_LEN		256
+#define EVENTS_METRICS_MAX	16
+#define EVENTS_PAST_MAX		(7 * 86400)	/* s a ts may lie back */
+#define EVENTS_FUTURE_MAX	300		/* s a ts may lie ahead */
+#define EVENTS_KEY_MAX		192
+
+enum events_group { EVENTS_BY_NAME = 0, EVENTS_BY_APP, EVENTS_BY_DAY };
+
+struct events_query {
+	char		 from[11], to[11];	/* YYYY-MM-DD, inclusive */
+	int		 group_by;		/* enum events_group */
+	char		 app[EVENTS_NAME_MAX + 1];	/* "": all */
+	char		 name[EVENTS_NAME_MAX + 1];
+};
+
+int	 events_looks_like_address(const char *);
+int	 events_check(json_t *body, uint64_t now_us, json_t *errors);
+void	 events_agg_merge(json_t *agg, json_t *delta);
+struct store_batch *events_batch(struct store *, const char *pseudonym,
+	    json_t *events);
+int	 events_days(const char *from, const char *to, int64_t *, int64_t *);
+json_t	*events_summary(struct store *, const struct events_query *,
+	    int *status);
+int	 events_subject_export(struct store *, const char *pseudonym,
+	    json_t **events);
+int	 events_subject_erase(struct store *, struct store_batch *,
+	    const char *pseudonym, size_t *events, size_t *markers);
+
+/*
+ * settings.c: web-part settings by scope (tenant, site:ID, user) with
+ * strong ETags; conditional writes are decided in the write transaction.
+ */
+#define SETTINGS_DB		"settings"
+#define SETTINGS_VALUE_MAX	(64 * 1024)	/* bytes of compact JSON */
+#define SETTINGS_KEY_MAX	128
+#define SETTINGS_KEY_CHARS	"abcdefghijklmnopqrstuvwxyz" \
+				"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-"
+#define SETTINGS_SITE_MAX	128
+#define SETTINGS_SITE_CHARS	SETTINGS_KEY_CHARS ","
+#define SETTINGS_RKEY_MAX	(2 + SETTINGS_SITE_MAX + 1 + \
+				SETTINGS_KEY_MAX + 1)
+#define SETTINGS_ETAG_LEN	32	/* "16hex8hex" quoted, NUL */
+#define SETTINGS_LIST_MAX	1000
+
+struct settings_write {
+	char		 key[SETTINGS_RKEY_MAX];	/* record key */
+	json_t		*value;		/* NULL: delete */
+	const char	*if_match;	/* header values, or NULL */
+	const char	*if_none_match;
+	/* results */
+	char		*record;
+	char		 etag[SETTINGS_ETAG_LEN];
+	char		 updated_at[40];
+	int		 existed;
+	int		 status;	/* 404, 412 or 428 when refused */
+};
+
+int	 settings_key_ok(const char *);
+int	 settings_scope_prefix(const char *scope, const char *pseudonym,
+	    char *out, size_t outlen);
+void	 settings_write_add(struct store_batch *, struct settings_write *);
+void	 settings_write_clear(struct settings_write *);
+int	 settings_get(struct store *, const char *key, json_t **record);
+int	 settings_list(struct store *, const char *prefix, const char *after,
+	    size_t limit, int values, json_t **items, int *more);
+int	 settings_subject_erase(struct store *, struct store_batch *,
+	    const char *pseudonym, size_t *n);
+
 #endif /* TENANTD_H */
