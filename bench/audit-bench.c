@@ -70,6 +70,34 @@ fill_record(struct audit_record *rec, uint64_t i)
 	audit_record_detail(rec, "etag", "\"%llu\"", (unsigned long long)i);
 }
 
+/*
+ * Records whose text fields hold every CSV hazard: commas, quotes, CR/LF,
+ * non-ASCII and each formula trigger first. For test_audit.py.
+ */
+static void
+generate_tricky(void)
+{
+	static const char *const lead[] = { "=", "+", "-", "@", "\t", "\r",
+	    "\n", "", " " };
+	struct audit_record	rec;
+	char			v[160];
+	size_t			i;
+
+	for (i = 0; i < nitems(lead); i++) {
+		snprintf(v, sizeof(v), "%sSUM(1,2) \"q\" \xc3\xa9\xe4\xb8\xad,"
+		    "\r\nx;%zu", lead[i], i);
+		audit_record_init(&rec, "settings.put", v);
+		audit_record_roles(&rec, "admin,auditor");
+		audit_record_target(&rec, "%s", v);
+		audit_record_outcome(&rec, AUDIT_DENIED, 403);
+		audit_record_request(&rec, v, v, NULL);
+		strlcpy(rec.source, v, sizeof(rec.source));
+		audit_record_detail(&rec, "note", "%s", v);
+		if (audit_log_now(&rec) != STORE_OK)
+			fatalx("generate: write failed");
+	}
+}
+
 /* Append n records, GEN_BATCH per durable commit. */
 static void
 generate(uint64_t n)
@@ -251,12 +279,12 @@ main(int argc, char *argv[])
 	const char	*dir = NULL, *krpath = NULL, *kek = NULL;
 	char		 path[512], spec[600];
 	uint64_t	 n = 200000, gen = 0;
-	int		 ch, rounds = 100;
+	int		 ch, rounds = 100, tricky = 0;
 	FILE		*f;
 
 	log_init("audit-bench", LOG_LEVEL_WARN, 1);
 	evthread_use_pthreads();
-	while ((ch = getopt(argc, argv, "d:g:k:K:n:r:")) != -1) {
+	while ((ch = getopt(argc, argv, "d:g:k:K:n:r:T")) != -1) {
 		switch (ch) {
 		case 'd': dir = optarg; break;
 		case 'g': gen = strtoull(optarg, NULL, 10); break;
@@ -264,6 +292,7 @@ main(int argc, char *argv[])
 		case 'K': kek = optarg; break;
 		case 'n': n = strtoull(optarg, NULL, 10); break;
 		case 'r': rounds = atoi(optarg); break;
+		case 'T': tricky = 1; break;
 		default:
 			fprintf(stderr, "usage: audit-bench -d DIR [-n N] [-r "
 			    "ROUNDS] | -d STORE -k KEYRING -K KEK -g N\n");
@@ -272,8 +301,10 @@ main(int argc, char *argv[])
 	}
 	if (dir == NULL)
 		fatalx("-d DIR is required");
-	if (gen > 0) {
+	if (gen > 0 || tricky) {
 		open_all(dir, krpath, kek, 0);
+		if (tricky)
+			generate_tricky();
 		generate(gen);
 		audit_shutdown();
 		store_close(st);

@@ -98,6 +98,8 @@ const struct audit_action audit_actions[] = {
 	    "log shipping state read" },
 	{ "shipping.retry", "shipping retry", NULL,
 	    "dead-lettered log batches re-sent" },
+	{ "shipping.test", "shipping test", NULL,
+	    "log shipping test records queued" },
 };
 const size_t audit_nactions = nitems(audit_actions);
 

@@ -483,6 +483,183 @@ auth_local_loopback(struct conf_ctx *ctx, const struct conf_node *map,
 		    "%s", i, conf->listen[i].address);
 	}
 }
+/* log_shipping: Azure Monitor Logs (shipper*.c). */
+
+static const char *const ship_api_names[] = {
+	/* In the order of enum ship_api. */
+	"logs-ingestion", "data-collector", NULL
+};
+
+static const char *const ship_cred_names[] = {
+	/* In the order of enum ship_cred_type. */
+	"managed-identity", "client-secret", "client-certificate", NULL
+};
+
+/* https:// always; http:// only towards a loopback test double. */
+static int
+check_ship_url(struct conf_ctx *ctx, const struct conf_node *node,
+    void *field)
+{
+	const char	*url = *(char **)field;
+
+	if (strncmp(url, "https://", 8) == 0 && url[8] != '\0')
+		return 0;
+	if (strncmp(url, "http://127.0.0.1", 16) == 0 ||
+	    strncmp(url, "http://[::1]", 12) == 0 ||
+	    strncmp(url, "http://localhost", 16) == 0)
+		return 0;
+	conf_error(ctx, node, "'%s' must start with https://", url);
+	return -1;
+}
+
+/* IMDS speaks plain http on a link-local address. */
+static int
+check_imds_url(struct conf_ctx *ctx, const struct conf_node *node,
+    void *field)
+{
+	const char	*url = *(char **)field;
+
+	if (strncmp(url, "http://", 7) == 0 && url[7] != '\0')
+		return 0;
+	conf_error(ctx, node, "'%s' must start with http:// (IMDS does not "
+	    "use TLS)", url);
+	return -1;
+}
+
+static const struct conf_key ship_cred_keys[] = {
+	{ "type", CONF_ENUM, OFF(ship_cred_conf, type),
+	    .def = "managed-identity", .names = ship_cred_names },
+	{ "client_id", CONF_STRING, OFF(ship_cred_conf, client_id),
+	    .check = check_guid },
+	{ "imds_endpoint", CONF_STRING, OFF(ship_cred_conf, imds_endpoint),
+	    .def = "http://169.254.169.254", .check = check_imds_url },
+	{ "tenant_id", CONF_STRING, OFF(ship_cred_conf, tenant_id),
+	    .check = check_guid },
+	{ "authority", CONF_STRING, OFF(ship_cred_conf, authority),
+	    .def = "https://login.microsoftonline.com",
+	    .check = check_ship_url },
+	{ "client_secret", CONF_SECRET, OFF(ship_cred_conf, client_secret),
+	    .flags = 0 },
+	{ "certificate", CONF_STRING, OFF(ship_cred_conf, certificate),
+	    .check = check_readable },
+	{ "key", CONF_SECRET, OFF(ship_cred_conf, key), .flags = 0 },
+};
+
+static void
+ship_cred_finish(struct conf_ctx *ctx, const struct conf_node *map,
+    void *obj)
+{
+	struct ship_cred_conf	*c = obj;
+
+	if (c->type != SHIP_CRED_MANAGED_IDENTITY && c->client_id == NULL)
+		conf_error(ctx, map, "type %s needs 'client_id'",
+		    ship_cred_names[c->type]);
+	if (c->type == SHIP_CRED_CLIENT_SECRET && c->client_secret == NULL)
+		conf_error(ctx, map, "type client-secret needs "
+		    "'client_secret' (a file path or credential:NAME)");
+	if (c->type == SHIP_CRED_CLIENT_CERTIFICATE &&
+	    (c->certificate == NULL || c->key == NULL))
+		conf_error(ctx, map, "type client-certificate needs "
+		    "'certificate' and 'key'");
+}
+
+static const struct conf_section ship_cred_section =
+    SECTION(ship_cred_keys, ship_cred_conf, ship_cred_finish);
+
+static const struct conf_key ship_stream_keys[] = {
+	{ "enabled", CONF_BOOL, OFF(ship_stream_conf, enabled),
+	    .def = "true" },
+	{ "name", CONF_STRING, OFF(ship_stream_conf, name), .flags = 0 },
+	{ "queue_limit", CONF_SIZE, OFF(ship_stream_conf, queue_limit),
+	    .def = "64MiB", .min = "64KiB", .max = "64GiB" },
+};
+static const struct conf_section ship_stream_section =
+    SECTION(ship_stream_keys, ship_stream_conf, NULL);
+
+static const struct conf_key ship_streams_keys[] = {
+	{ "audit", CONF_MAP, OFF(log_shipping_conf, audit),
+	    .sub = &ship_stream_section },
+	{ "ops", CONF_MAP, OFF(log_shipping_conf, ops),
+	    .sub = &ship_stream_section },
+	{ "usage", CONF_MAP, OFF(log_shipping_conf, usage),
+	    .sub = &ship_stream_section },
+};
+static const struct conf_section ship_streams_section = {
+	ship_streams_keys, nitems(ship_streams_keys),
+	sizeof(struct log_shipping_conf), NULL
+};
+
+static const char *const ship_default_names[2][SHIP_NSTREAMS] = {
+	{ "Custom-TenantdAudit_CL", "Custom-TenantdOps_CL",
+	    "Custom-TenantdUsage_CL" },
+	{ "TenantdAudit", "TenantdOps", "TenantdUsage" },
+};
+
+static void
+ship_finish(struct conf_ctx *ctx, const struct conf_node *map, void *obj)
+{
+	struct log_shipping_conf	*ls = obj;
+	struct ship_stream_conf		*st[] = { &ls->audit, &ls->ops,
+					    &ls->usage };
+	size_t				 i;
+
+	ls->configured = 1;
+	for (i = 0; i < nitems(st); i++)
+		if (st[i]->name == NULL)
+			st[i]->name = xstrdup(ship_default_names[ls->api][i]);
+	if (!ls->enabled)
+		return;
+	if (ls->api == SHIP_API_LOGS_INGESTION && (ls->endpoint == NULL ||
+	    ls->dcr_immutable_id == NULL))
+		conf_error(ctx, map, "api logs-ingestion needs 'endpoint' and "
+		    "'dcr_immutable_id'");
+	if (ls->api == SHIP_API_DATA_COLLECTOR && (ls->workspace_id == NULL ||
+	    ls->shared_key == NULL))
+		conf_error(ctx, map, "api data-collector needs 'workspace_id' "
+		    "and 'shared_key'");
+}
+
+static const struct conf_key ship_keys[] = {
+	{ "enabled", CONF_BOOL, OFF(log_shipping_conf, enabled),
+	    .def = "true" },
+	{ "api", CONF_ENUM, OFF(log_shipping_conf, api),
+	    .def = "logs-ingestion", .names = ship_api_names },
+	{ "endpoint", CONF_STRING, OFF(log_shipping_conf, endpoint),
+	    .check = check_ship_url },
+	{ "dcr_immutable_id", CONF_STRING,
+	    OFF(log_shipping_conf, dcr_immutable_id), .flags = 0 },
+	{ "workspace_id", CONF_STRING, OFF(log_shipping_conf, workspace_id),
+	    .check = check_guid },
+	{ "shared_key", CONF_SECRET, OFF(log_shipping_conf, shared_key),
+	    .flags = 0 },
+	{ "audience", CONF_STRING, OFF(log_shipping_conf, audience),
+	    .def = "https://monitor.azure.com", .check = check_ship_url },
+	{ "ca_file", CONF_STRING, OFF(log_shipping_conf, ca_file),
+	    .check = check_readable },
+	{ "credential", CONF_MAP, OFF(log_shipping_conf, credential),
+	    .sub = &ship_cred_section },
+	/* offset 0: the stream structs live in log_shipping_conf */
+	{ "streams", CONF_MAP, 0, .sub = &ship_streams_section },
+	{ "flush_interval", CONF_DURATION_MS,
+	    OFF(log_shipping_conf, flush_interval), .def = "5s",
+	    .min = "100ms", .max = "10m" },
+	{ "max_in_flight", CONF_INT, OFF(log_shipping_conf, max_in_flight),
+	    .def = "4", .min = "1", .max = "64" },
+	{ "max_batch_size", CONF_SIZE,
+	    OFF(log_shipping_conf, max_batch_size), .def = "1MiB",
+	    .min = "1KiB", .max = "1MiB" },
+	{ "request_timeout", CONF_DURATION_MS,
+	    OFF(log_shipping_conf, request_timeout), .def = "30s",
+	    .min = "1s", .max = "5m" },
+	{ "retry_max_delay", CONF_DURATION_MS,
+	    OFF(log_shipping_conf, retry_max_delay), .def = "5m",
+	    .min = "100ms", .max = "1h" },
+	{ "health_interval", CONF_DURATION_S,
+	    OFF(log_shipping_conf, health_interval), .def = "5m",
+	    .min = "0", .max = "1d" },
+};
+static const struct conf_section ship_section =
+    SECTION(ship_keys, log_shipping_conf, ship_finish);
 
 static const char *const kek_prefixes[] = {
 	"file:", "credential:", "passphrase-file:",
@@ -653,6 +830,8 @@ static const struct conf_key root_keys[] = {
 	{ "notifications", CONF_MAP, OFF(config, notifications),
 	    .sub = &notifications_section },
 	{ "auth", CONF_MAP, OFF(config, auth), .sub = &auth_section },
+	{ "log_shipping", CONF_MAP, OFF(config, log_shipping),
+	    .sub = &ship_section },
 	{ "keyring", CONF_MAP, OFF(config, keyring),
 	    .sub = &keyring_section },
 	{ "storage", CONF_MAP, OFF(config, storage),

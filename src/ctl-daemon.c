@@ -12,6 +12,9 @@ static json_t	*ctl_status(const struct ctl_peer *, json_t *, char **);
 static json_t	*ctl_reload(const struct ctl_peer *, json_t *, char **);
 static json_t	*ctl_check_config(const struct ctl_peer *, json_t *, char **);
 static json_t	*ctl_token(const struct ctl_peer *, json_t *, char **);
+static json_t	*ctl_shipping_status(const struct ctl_peer *, json_t *, char **);
+static json_t	*ctl_shipping_retry(const struct ctl_peer *, json_t *, char **);
+static json_t	*ctl_shipping_test(const struct ctl_peer *, json_t *, char **);
 
 static const struct ctl_command ctl_commands[] = {
 	{ "status",		ctl_status,
@@ -22,6 +25,12 @@ static const struct ctl_command ctl_commands[] = {
 	    "parse the configuration file without applying it" },
 	{ "token",		ctl_token,
 	    "mint a development token (auth.provider: local only)" },
+	{ "shipping status",	ctl_shipping_status,
+	    "log shipping: queues, failures, dead letters" },
+	{ "shipping retry",	ctl_shipping_retry,
+	    "log shipping: send the dead-lettered records again" },
+	{ "shipping test",	ctl_shipping_test,
+	    "log shipping: queue test records on the ops stream" },
 	{ "audit verify",	ctl_audit_verify,
 	    "walk the audit chain and its checkpoints; the first break" },
 	{ "audit export",	ctl_audit_export,
@@ -184,4 +193,47 @@ ctl_token(const struct ctl_peer *peer, json_t *args, char **error)
 	result = json_pack("{s:s}", "token", token);
 	freezero_str(token);
 	return result;
+}
+
+/* Log shipping (shipper*.c). */
+
+static json_t *
+ctl_shipping_status(const struct ctl_peer *peer, json_t *args, char **error)
+{
+	if (ctl_no_args(args, error) == -1)
+		return NULL;
+	return shipper_status();
+}
+
+static json_t *
+ctl_shipping_retry(const struct ctl_peer *peer, json_t *args, char **error)
+{
+	char	err[256];
+
+	if (ctl_no_args(args, error) == -1)
+		return NULL;
+	if (shipper_retry_dead(err, sizeof(err)) == -1) {
+		*error = xstrdup(err);
+		return NULL;
+	}
+	return json_pack("{s:b}", "requeued", 1);
+}
+
+static json_t *
+ctl_shipping_test(const struct ctl_peer *peer, json_t *args, char **error)
+{
+	json_int_t	 count = json_integer_value(json_object_get(args,
+			    "count"));
+	json_int_t	 pad = json_integer_value(json_object_get(args, "pad"));
+	char		 err[256];
+
+	if (count <= 0)
+		count = 1;
+	if (pad < 0 || count > UINT32_MAX ||
+	    shipper_test_records((unsigned)count, (size_t)pad, err,
+	    sizeof(err)) == -1) {
+		*error = xstrdup(pad < 0 ? "pad must not be negative" : err);
+		return NULL;
+	}
+	return json_pack("{s:I}", "queued", count);
 }

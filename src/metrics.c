@@ -277,6 +277,7 @@ static void (*const renderers[])(struct evbuffer *) = {
 	render_durations,
 	render_auth,
 	render_process,
+	shipper_metrics_render,
 	daemon_store_metrics,
 };
 

@@ -40,6 +40,9 @@ static void	print_reload(json_t *);
 static void	print_check_config(json_t *);
 static int	parse_token(int, char **, json_t *);
 static void	print_token(json_t *);
+static void	print_shipping_status(json_t *);
+static void	print_shipping_retry(json_t *);
+static int	parse_shipping_test(int, char **, json_t *);
 static void	print_keys_status(json_t *);
 static void	print_result(json_t *);
 static int	parse_term(int, char **, json_t *);
@@ -59,6 +62,13 @@ static const struct command commands[] = {
 	{ "token", "--user NAME [--roles admin,auditor] [--ttl 1h]",
 	    "print a development token (auth.provider: local)",
 	    parse_token, print_token, NULL },
+	{ "shipping status", "", "log shipping queues and dead letters",
+	    NULL, print_shipping_status, NULL },
+	{ "shipping retry", "", "re-send dead-lettered log records",
+	    NULL, print_shipping_retry, NULL },
+	{ "shipping test", "[-n COUNT] [-p PAD]",
+	    "queue test records on the ops stream", parse_shipping_test,
+	    NULL, NULL },
 	{ "audit verify", "[--from SEQ]", "check the audit chain and its "
 	    "signed checkpoints", tctl_parse_audit_verify,
 	    tctl_print_audit_verify, NULL },
@@ -239,6 +249,76 @@ static void
 print_check_config(json_t *r)
 {
 	printf("configuration OK: %s\n", get_str(r, "config"));
+}
+
+/* Log shipping. */
+
+static void
+print_shipping_stream(const char *name, json_t *s)
+{
+	printf("  %-6s %-24s queued %lld, shipped %lld, failed %lld, "
+	    "dropped %lld, dead %lld, waiting %lld (%lld bytes), lag %.1fs\n",
+	    name, get_str(s, "name"),
+	    (long long)json_integer_value(json_object_get(s, "queued")),
+	    (long long)json_integer_value(json_object_get(s, "shipped")),
+	    (long long)json_integer_value(json_object_get(s, "failed")),
+	    (long long)json_integer_value(json_object_get(s, "dropped")),
+	    (long long)json_integer_value(json_object_get(s,
+	    "dead_letter_records")),
+	    (long long)json_integer_value(json_object_get(s, "queue_records")),
+	    (long long)json_integer_value(json_object_get(s, "queue_bytes")),
+	    json_real_value(json_object_get(s, "lag_seconds")));
+}
+
+static void
+print_shipping_status(json_t *r)
+{
+	const char	*name;
+	json_t		*s, *d;
+	size_t		 i;
+
+	if (!json_is_true(json_object_get(r, "enabled"))) {
+		printf("log shipping: off\n");
+		return;
+	}
+	printf("log shipping: %s to %s\n", get_str(r, "api"),
+	    get_str(r, "endpoint"));
+	json_object_foreach(json_object_get(r, "streams"), name, s)
+		print_shipping_stream(name, s);
+	d = json_object_get(r, "dead_letters");
+	if (json_array_size(d) > 0)
+		printf("dead letters (first %zu):\n", json_array_size(d));
+	json_array_foreach(d, i, s)
+		printf("  %s %s HTTP %lld: %.120s\n", get_str(s, "time"),
+		    get_str(s, "stream"), (long long)json_integer_value(
+		    json_object_get(s, "status")), get_str(s, "response"));
+}
+
+static void
+print_shipping_retry(json_t *r)
+{
+	printf("dead-lettered records queued again\n");
+}
+
+static int
+parse_shipping_test(int argc, char **argv, json_t *args)
+{
+	char		*end;
+	long long	 v;
+	int		 i;
+
+	for (i = 0; i + 1 < argc; i += 2) {
+		v = strtoll(argv[i + 1], &end, 10);
+		if (*end != '\0' || v < 0)
+			return -1;
+		if (strcmp(argv[i], "-n") == 0)
+			json_object_set_new(args, "count", json_integer(v));
+		else if (strcmp(argv[i], "-p") == 0)
+			json_object_set_new(args, "pad", json_integer(v));
+		else
+			return -1;
+	}
+	return i == argc ? 0 : -1;
 }
 
 /* "key: value" per member, for results without their own printer. */

@@ -275,6 +275,7 @@ start(void)
 	watchdog_start();
 	license_start(daemon_store(), tenantd.conf);
 	notice_start(tenantd.base, daemon_store(), tenantd.conf);
+	shipper_start(tenantd.base, tenantd.conf, daemon_store()); /* logs */
 }
 
 static void
@@ -284,6 +285,7 @@ stop(void)
 	license_stop();
 	control_shutdown();
 	daemon_auth_free();		/* before the store it saves keys in */
+	shipper_stop();
 	vault_client_stop();
 	daemon_store_stop();
 	event_free(tenantd.ev_term);

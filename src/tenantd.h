@@ -188,6 +188,60 @@ struct auth_conf {
 	uint64_t		  jwks_refresh;	/* s; default 3600 */
 };
 
+/* log_shipping: (shipper*.c), see docs/azure/LOG-ANALYTICS.md */
+enum ship_api {
+	SHIP_API_LOGS_INGESTION = 0,
+	SHIP_API_DATA_COLLECTOR,
+};
+enum ship_cred_type {
+	SHIP_CRED_MANAGED_IDENTITY = 0,
+	SHIP_CRED_CLIENT_SECRET,
+	SHIP_CRED_CLIENT_CERTIFICATE,
+};
+enum ship_stream_id {
+	SHIP_AUDIT = 0,
+	SHIP_OPS,
+	SHIP_USAGE,
+	SHIP_NSTREAMS
+};
+
+struct ship_cred_conf {
+	int		 type;		/* enum ship_cred_type */
+	char		*client_id;	/* app, or user-assigned identity */
+	char		*imds_endpoint;	/* http://169.254.169.254 */
+	char		*tenant_id;	/* NULL: the top-level tenant_id */
+	char		*authority;	/* https://login.microsoftonline.com */
+	char		*client_secret;	/* secret reference, resolved */
+	char		*certificate;	/* PEM path */
+	char		*key;		/* secret reference, resolved */
+};
+
+struct ship_stream_conf {
+	int		 enabled;
+	char		*name;		/* DCR stream, or Log-Type (legacy) */
+	uint64_t	 queue_limit;	/* bytes */
+};
+
+struct log_shipping_conf {
+	int			 configured;	/* the section is present */
+	int			 enabled;
+	int			 api;		/* enum ship_api */
+	char			*endpoint;
+	char			*dcr_immutable_id;
+	char			*workspace_id;	/* data-collector */
+	char			*shared_key;	/* data-collector, resolved */
+	char			*audience;
+	char			*ca_file;	/* extra CAs (tests) */
+	struct ship_cred_conf	 credential;
+	struct ship_stream_conf	 audit, ops, usage;	/* enum order */
+	uint64_t		 flush_interval;	/* ms */
+	int			 max_in_flight;	/* per stream */
+	uint64_t		 max_batch_size;	/* bytes of JSON */
+	uint64_t		 request_timeout;	/* ms */
+	uint64_t		 retry_max_delay;	/* ms, backoff cap */
+	uint64_t		 health_interval;	/* s; 0: none */
+};
+
 struct keyring_conf {
 	char		*kek;		/* NULL: the development KEK file */
 	char		*path;		/* default STATE_DIR/keyring */
@@ -236,6 +290,7 @@ struct config {
 	struct metrics_conf	 metrics;
 	struct control_conf	 control;
 	struct auth_conf	 auth;
+	struct log_shipping_conf log_shipping;
 	struct keyring_conf	 keyring;
 	struct storage_conf	 storage;
 	struct vault_conf	 vault;
@@ -504,6 +559,16 @@ int	 store_txn_get(struct store_txn *, const char *db, const void *key,
 int	 store_txn_last(struct store_txn *, const char *db, void *key,
 	    size_t *keylen, void **val, size_t *vallen);	/* free(*val) */
 
+struct store_stats {
+	uint64_t	used;		/* bytes of pages in use */
+	uint64_t	mapsize;	/* current map */
+	uint64_t	max_size;	/* storage.max_size */
+	uint64_t	entries;	/* records, all databases */
+};
+int	 store_stats(struct store *, struct store_stats *);
+int	 store_db_entries(struct store *, const char *db, uint64_t *);
+int	 store_lock_holder(const char *dir, long *pid);
+
 /*
  * audit.c, audit-verify.c, audit-export.c: the audit trail. One record per
  * action, numbered and hash-chained in commit order by the store's writer
@@ -634,15 +699,6 @@ int	 tctl_parse_audit_prune(int, char **, json_t *);
 void	 tctl_print_audit_verify(json_t *);
 void	 tctl_print_audit_actions(json_t *);
 int	 tctl_stream_copy(int fd, const char *pending, size_t len);
-struct store_stats {
-	uint64_t	used;		/* bytes of pages in use */
-	uint64_t	mapsize;	/* current map */
-	uint64_t	max_size;	/* storage.max_size */
-	uint64_t	entries;	/* records, all databases */
-};
-int	 store_stats(struct store *, struct store_stats *);
-int	 store_db_entries(struct store *, const char *db, uint64_t *);
-int	 store_lock_holder(const char *dir, long *pid);
 
 /* metrics.c */
 #define METRIC_ROUTE_UNMATCHED	(-1)
@@ -1332,5 +1388,68 @@ int	 settings_list(struct store *, const char *prefix, const char *after,
 	    size_t limit, int values, json_t **items, int *more);
 int	 settings_subject_erase(struct store *, struct store_batch *,
 	    const char *pseudonym, size_t *n);
+
+/*
+ * shipper.c, shipper-*.c: log shipping to Azure Monitor Logs. One thread
+ * with its own event base; a durable queue per stream in the store (ops,
+ * usage) or a durable cursor over the audit log (audit); batches of at
+ * most 1 MiB of JSON, gzipped; retries, splitting and a dead-letter store.
+ */
+#define SHIP_DB_QUEUE		"ship_queue"
+#define SHIP_DB_DEAD		"ship_dead"
+#define SHIP_DB_STATE		"ship_state"
+#define SHIP_MAX_BATCH		(1024 * 1024)	/* the API's limit */
+#define SHIP_RECORD_MAX		(256 * 1024)	/* one queued record */
+
+int	 shipper_start(struct event_base *, const struct config *,
+	    struct store *);	/* NULL store: a private one (interim) */
+void	 shipper_stop(void);	/* joins the thread; queued data stays */
+int	 shipper_enqueue(enum ship_stream_id, json_t *record);	/* steals */
+void	 shipper_log_sink(enum log_level, const char *line, size_t len);
+json_t	*shipper_status(void);		/* any thread */
+int	 shipper_retry_dead(char *err, size_t errlen);	/* any thread */
+int	 shipper_test_records(unsigned count, size_t pad, char *err,
+	    size_t errlen);		/* any thread */
+void	 shipper_metrics_render(struct evbuffer *);
+const char *shipper_stream_name(enum ship_stream_id);
+/* Where a queue-limit drop is announced; notices come with issue 5. */
+void	 shipper_notice_dropped(enum ship_stream_id, uint64_t dropped,
+	    uint64_t total);
+
+/* shipper-dest.c: the request each API wants (pure; unit tested). */
+struct ship_request {
+	char		*url;
+	char		*headers[8];	/* "Name: value", NULL-ended */
+	size_t		 nheaders;
+};
+int	 ship_gzip(const void *in, size_t len, int level, void **out,
+	    size_t *outlen);
+int	 ship_legacy_signature(const char *workspace_id, const void *key,
+	    size_t keylen, size_t content_length, const char *date,
+	    char *out, size_t outlen);	/* "SharedKey ws:sig" */
+void	 ship_rfc1123_date(char *, size_t, time_t);
+int	 ship_request_build(const struct log_shipping_conf *,
+	    const char *stream, const char *token, const void *key,
+	    size_t keylen, size_t body_len, int gzipped,
+	    struct ship_request *);
+void	 ship_request_free(struct ship_request *);
+
+/* shipper-cred.c: bearer tokens for the ingestion API. */
+struct ship_cred;
+typedef void (*ship_token_fn)(const char *token, const char *error,
+    void *arg);
+struct ship_cred *ship_cred_new(struct event_base *, struct httpc *,
+	    const struct log_shipping_conf *, const char *tenant_id,
+	    char *err, size_t errlen);
+void	 ship_cred_free(struct ship_cred *);
+/* Calls fn now with a cached token, or once the fetch ends. */
+void	 ship_cred_get(struct ship_cred *, ship_token_fn, void *arg);
+void	 ship_cred_cancel(struct ship_cred *, void *arg);
+/* A 401 with token: refresh once, unless already refreshed since. */
+int	 ship_cred_rejected(struct ship_cred *, const char *token);
+uint64_t ship_cred_fetches(struct ship_cred *);
+char	*ship_client_assertion(const char *client_id, const char *aud,
+	    const char *cert_pem_path, const char *key_path, char *err,
+	    size_t errlen);		/* a signed JWT, malloc'd */
 
 #endif /* TENANTD_H */

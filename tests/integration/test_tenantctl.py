@@ -84,9 +84,12 @@ def test_reload(tenantd):
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "configuration reloaded from %s" % d.conf_path
     d.wait_log("configuration reloaded", start=mark)
-    audit = d.wait_log(lambda l: l.get("command") == "reload", start=mark)
-    assert audit["actor"] == "operator:%d" % os.geteuid()
-    assert audit["outcome"] == "ok"
+    r = ctl("-c", str(d.conf_path), "audit", "export", "--format", "jsonl",
+            "--action", "config.reload")
+    audit = [json.loads(line) for line in r.stdout.splitlines()]
+    assert len(audit) == 1
+    assert audit[0]["actor"] == "operator:%d" % os.geteuid()
+    assert audit[0]["outcome"] == "ok"
 
 
 def test_check_config_good_then_bad(tenantd):
