@@ -161,10 +161,10 @@ def test_same_user_same_pseudonym(shared, fake):
     a = me(shared, fake.token(version=2, claims={"oid": oid})).json()
     b = me(shared, fake.token(version=1, claims={"oid": oid})).json()
     c = me(shared, fake.token(version=2)).json()
+    assert re.fullmatch(r"p_[a-z2-7]{26}", a["pseudonym"]), a
     assert a["pseudonym"] == b["pseudonym"]
-    if a["pseudonym"] is not None:
-        assert a["pseudonym"] != c["pseudonym"]
-        assert oid not in json.dumps(a)
+    assert a["pseudonym"] != c["pseudonym"]
+    assert oid not in json.dumps(a)
 
 
 def test_cache_hit_skips_signature_check(shared, fake):
