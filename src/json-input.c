@@ -303,14 +303,14 @@ static const struct {
 	int		(*check)(const struct jin_field *, json_t *,
 			    const char *, json_t *);
 } jin_types[] = {
-	{ JIN_STRING,	"a string",	is_string,	jin_check_string },
-	{ JIN_INT,	"an integer",	is_integer,	jin_check_int },
-	{ JIN_BOOL,	"a boolean",	is_boolean,	NULL },
-	{ JIN_TIME,	"a string",	is_string,	jin_check_time },
-	{ JIN_ENUM,	"a string",	is_string,	jin_check_enum },
-	{ JIN_ARRAY,	"an array",	is_array,	jin_check_array },
-	{ JIN_OBJECT,	"an object",	is_object,	jin_check_object },
-	{ JIN_ANY,	"any value",	is_any,		NULL },
+	{ JIN_STRING, "a string", is_string, jin_check_string },
+	{ JIN_INT, "an integer", is_integer, jin_check_int },
+	{ JIN_BOOL, "a boolean", is_boolean, NULL },
+	{ JIN_TIME, "a string", is_string, jin_check_time },
+	{ JIN_ENUM, "a string", is_string, jin_check_enum },
+	{ JIN_ARRAY, "an array", is_array, jin_check_array },
+	{ JIN_OBJECT, "an object", is_object, jin_check_object },
+	{ JIN_ANY, "any value", is_any, NULL },
 };
 
 /* One value of the given type (a field, or an array item). */

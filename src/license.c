@@ -26,7 +26,7 @@ static struct {
 	EVP_PKEY	**keys;
 	size_t		 nkeys;
 	uint64_t	 grace;		/* s */
-	json_t		*license;	/* the verified document's "license" */
+	json_t		*license;	/* the verified "license" */
 	int64_t		 valid_from, valid_until;
 } lic = { .mtx = PTHREAD_MUTEX_INITIALIZER };
 
@@ -39,8 +39,8 @@ static const char *const state_names[] = {
 
 #define NAME_CHARS	"abcdefghijklmnopqrstuvwxyz0123456789._-"
 #define ID_CHARS	"ABCDEFGHIJKLMNOPQRSTUVWXYZ" NAME_CHARS
-#define B64_CHARS	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz" \
-			"0123456789+/="
+#define B64_CHARS	"ABCDEFGHIJKLMNOPQRSTUVWXYZ" \
+			"abcdefghijklmnopqrstuvwxyz0123456789+/="
 
 static int
 check_guid(json_t *v, char *detail, size_t len)

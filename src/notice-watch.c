@@ -1,7 +1,8 @@
 /*
  * notice-watch.c: the conditions tenantd reports as notices on its own:
  * a start after an unclean shutdown, a changed or expiring TLS
- * certificate; and the life of the notice subsystem in the daemon.
+ * certificate, storage above 85 %; and the life of the notice subsystem
+ * in the daemon.
  */
 #include "config.h"
 
@@ -22,12 +23,16 @@
 
 #define MARKER_NAME		"tenantd.running"
 #define TLS_EXPIRY_WARN		(14 * 86400)
-#define CHECK_INTERVAL		(24 * 3600)	/* s, the daily check */
+#define CHECK_INTERVAL		(24 * 3600)	/* s, daily */
+#define STORAGE_INTERVAL	300		/* s */
+#define STORAGE_HIGH		85		/* %, then a notice */
+#define STORAGE_LOW		80		/* %, then re-armed */
 
 static struct {
 	char		*marker;
 	char		*certificate;	/* path in force */
-	struct event	*daily;
+	struct event	*daily, *storage;
+	struct store	*st;
 } watch;
 
 /* --- unclean shutdown ---------------------------------------------------- */
@@ -145,6 +150,35 @@ tls_certificate(const struct config *conf)
 	return NULL;
 }
 
+/* --- storage ------------------------------------------------------------ */
+
+/* Once when use passes 85 % of storage.max_size; again after < 80 %. */
+static void
+storage_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct store_stats	 ss;
+	char			*high, body[256];
+	uint64_t		 pct;
+
+	if (watch.st == NULL || store_stats(watch.st, &ss) != STORE_OK ||
+	    ss.max_size == 0)
+		return;
+	pct = ss.used * 100 / ss.max_size;
+	high = notice_meta_get("storage-high");
+	if (pct >= STORAGE_HIGH && (high == NULL || strcmp(high, "1") != 0)) {
+		snprintf(body, sizeof(body), "The service's storage is %llu %% "
+		    "full (%llu of %llu bytes). Writes will fail when it is "
+		    "full; raise storage.max_size or free space.",
+		    (unsigned long long)pct, (unsigned long long)ss.used,
+		    (unsigned long long)ss.max_size);
+		if (notice_publish_system("incident", "warning",
+		    "Storage above 85 %", body) == 0)
+			notice_meta_put("storage-high", "1");
+	} else if (pct < STORAGE_LOW && high != NULL && strcmp(high, "1") == 0)
+		notice_meta_put("storage-high", "0");
+	free(high);
+}
+
 /* --- life ---------------------------------------------------------------- */
 
 void
@@ -162,6 +196,11 @@ notice_start(struct event_base *base, struct store *st,
 	tls_expiry_check(watch.certificate);
 	watch.daily = event_new(base, -1, EV_PERSIST, daily_cb, NULL);
 	event_add(watch.daily, &tv);
+	watch.st = st;
+	tv.tv_sec = STORAGE_INTERVAL;
+	watch.storage = event_new(base, -1, EV_PERSIST, storage_cb, NULL);
+	event_add(watch.storage, &tv);
+	storage_cb(-1, 0, NULL);
 }
 
 /* After a reload was applied: what changed that customers must hear of. */
@@ -182,7 +221,10 @@ notice_stop(void)
 {
 	if (watch.daily != NULL)
 		event_free(watch.daily);
-	watch.daily = NULL;
+	if (watch.storage != NULL)
+		event_free(watch.storage);
+	watch.daily = watch.storage = NULL;
+	watch.st = NULL;
 	webhook_stop();
 	notice_set_store(NULL);
 	if (watch.marker != NULL && unlink(watch.marker) == -1 &&

@@ -385,7 +385,7 @@ flight_start(struct flight *fl, json_t *rec, const char *id)
 
 struct due_ctx {
 	uint64_t	 now, wake;
-	json_t		*expired;	/* keys of old finished records */
+	json_t		*expired;	/* keys of old finished ones */
 };
 
 static int
@@ -526,7 +526,8 @@ list_cb(const void *key, size_t keylen, const void *val, size_t vallen,
 json_t *
 webhook_deliveries_json(size_t limit)
 {
-	json_t		*all = json_array(), *shown = json_array(), *counts, *d;
+	json_t		*all = json_array(), *shown = json_array();
+	json_t		*counts, *d;
 	size_t		 i, n;
 	const char	*state;
 
@@ -567,6 +568,7 @@ static void
 hooks_load(struct config *conf)
 {
 	const struct webhook_conf	*c;
+	struct hook			*h;
 	char				 err[256];
 	ssize_t				 n;
 	size_t				 i;
@@ -576,20 +578,22 @@ hooks_load(struct config *conf)
 	    sizeof(*wh.hooks));
 	for (i = 0; i < conf->notifications.nwebhooks; i++) {
 		c = &conf->notifications.webhooks[i];
-		wh.hooks[wh.nhooks].conf = c;
+		h = &wh.hooks[wh.nhooks];
+		h->conf = c;
 		if (c->secret_file != NULL) {
-			n = secret_read(c->secret_file, wh.hooks[wh.nhooks].secret,
-			    SECRET_MAX, err, sizeof(err));
-			while (n > 0 && (wh.hooks[wh.nhooks].secret[n - 1] ==
-			    '\n' || wh.hooks[wh.nhooks].secret[n - 1] == '\r'))
+			n = secret_read(c->secret_file, h->secret, SECRET_MAX,
+			    err, sizeof(err));
+			while (n > 0 && (h->secret[n - 1] == '\n' ||
+			    h->secret[n - 1] == '\r'))
 				n--;
 			if (n < 16) {
 				log_warnx("notifications.webhooks[%zu]: %s", i,
 				    n < 0 ? err : "the secret needs at least "
-				    "16 bytes; deliveries to it are held");
+				    "16 bytes; deliveries to it fail");
+				OPENSSL_cleanse(h->secret, sizeof(h->secret));
 				continue;
 			}
-			wh.hooks[wh.nhooks].secretlen = n;
+			h->secretlen = n;
 		}
 		wh.nhooks++;
 	}

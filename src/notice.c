@@ -26,7 +26,7 @@ const char *const notice_severity_names[] = {
 };
 
 static struct {
-	pthread_mutex_t	 mtx;		/* read-modify-write of a notice */
+	pthread_mutex_t	 mtx;		/* read-modify-write */
 	struct store	*st;
 } notices = { .mtx = PTHREAD_MUTEX_INITIALIZER };
 
@@ -84,8 +84,7 @@ notice_store(json_t *notice, const char *event, const char *meta_key,
     const char *meta_val, char *err, size_t errlen)
 {
 	struct store_batch	*batch;
-	const char		*id = json_string_value(json_object_get(notice,
-				    "id"));
+	const char		*id;
 	char			*text;
 	int			 rv;
 
@@ -93,6 +92,7 @@ notice_store(json_t *notice, const char *event, const char *meta_key,
 		snprintf(err, errlen, "the store is not available");
 		return 503;
 	}
+	id = json_string_value(json_object_get(notice, "id"));
 	text = json_dumps(notice, JSON_COMPACT);
 	batch = store_batch_new(notices.st);
 	store_batch_put(batch, NOTICE_DB, id, strlen(id), text, strlen(text));

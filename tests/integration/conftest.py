@@ -219,15 +219,16 @@ class Daemon:
         raise AssertionError("prism did not listen within %ss" % timeout)
 
     def prism_stop(self):
-        if self.prism is not None and self.prism.poll() is None:
+        if getattr(self, "prism", None) is None:
+            return
+        if self.prism.poll() is None:
             self.prism.terminate()
             try:
                 self.prism.wait(10)
             except subprocess.TimeoutExpired:
                 self.prism.kill()
                 self.prism.wait()
-        if self.prism is not None:
-            self.prism_log.close()
+        self.prism_log.close()
         self.prism = None
 
     def snapshot(self):
@@ -272,7 +273,7 @@ class Daemon:
     def url(self, path, scheme="https", direct=False):
         """The URL of path; through the Prism proxy when one runs, unless
         direct (requests that break the document on purpose go direct)."""
-        if self.prism is not None and scheme == "https" and not direct:
+        if getattr(self, "prism", None) is not None and scheme == "https" and not direct:
             return "http://127.0.0.1:%d%s" % (self.prism_port, path)
         return "%s://%s%s" % (scheme, self.address(scheme), path)
 
@@ -404,6 +405,7 @@ class Vault:
     wait_log = Daemon.wait_log
     stop = Daemon.stop
     kill = Daemon.kill
+    prism_stop = Daemon.prism_stop
     check_sanitizers = Daemon.check_sanitizers
 
     def start(self, wait=True):

@@ -160,6 +160,25 @@ def test_tls_certificate_change_on_reload(tenantd, tmp_path):
     assert len(soon) == 2
 
 
+def test_storage_above_85_percent(tenantd):
+    d = tenantd({"storage": {"max_size": "512KiB"}})
+    admin = token(d, "root", ["admin"])
+    big = dict(NOTICE, body="x" * 8000)
+
+    def use():
+        st = json.loads(d.tenantctl("--json", "keys", "status").stdout)["store"]
+        return st["used"] / st["max_size"]
+    while use() < 0.87:     # short of full, so the notice itself fits
+        for i in range(4):
+            assert call(d, "POST", "/v1/admin/notices", admin, json=big).status_code == 201
+    d.stop()
+    d.start()       # checked at start (and every 5 minutes)
+    admin = token(d, "root", ["admin"])
+    r = call(d, "GET", "/v1/notices?since=2000-01-01T00:00:00Z", admin)
+    got = [n for n in r.json()["notices"] if n["title"] == "Storage above 85 %"]
+    assert len(got) == 1 and got[0]["source"] == "system"
+
+
 def webhook_conf(tmp_path, receivers, retry_for="1h", backoff="500ms"):
     hooks = []
     for i, (rcv, extra) in enumerate(receivers):
