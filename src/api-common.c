@@ -89,7 +89,7 @@ struct seen_job {
 
 static __thread char	seen[SEEN_SLOTS][KEYRING_PSEUDONYM_LEN];
 static __thread unsigned seen_gen;
-static unsigned		seen_generation;	/* atomic, bumped by erasure */
+static unsigned		seen_generation; /* atomic, bumped by erasure */
 
 static size_t
 seen_slot(const char *pseudonym)

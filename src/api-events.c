@@ -84,7 +84,7 @@ api_events_post(struct request *req)
 	json_decref(body);
 }
 
-/* --- the summary ----------------------------------------------------------- */
+/* --- the summary --------------------------------------------------- */
 
 static const char *const group_names[] = { "name", "app", "day", NULL };
 

@@ -23,9 +23,9 @@ struct subject_op {
 	char			 pseudonym[KEYRING_PSEUDONYM_LEN];
 	char			 requester[VAULT_FIELD_MAX];
 	char			 reason[VAULT_NAME_MAX + 1];
-	int			 vault_status;	/* 0, or -1 with error */
+	int			 vault_status;	/* 0, or -1: error */
 	char			 error[160];
-	json_t			*result;	/* identity, or the export */
+	json_t			*result;	/* identity or export */
 	size_t			 events, markers, settings;
 };
 
@@ -40,7 +40,8 @@ subject_op_free(struct subject_op *so)
 static int
 oid_normalize(const char *in, char *out, size_t outlen)
 {
-	static const char	 shape[] = "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx";
+	static const char	shape[] =
+	    "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx";
 	size_t			 i;
 
 	if (in == NULL || strlen(in) != sizeof(shape) - 1 ||

@@ -22,11 +22,11 @@
 
 #define DAY_LEN			10	/* YYYY-MM-DD */
 #define SUMMARY_DAYS_MAX	366
-#define AGG_METRICS_MAX		64	/* metric names kept per aggregate */
+#define AGG_METRICS_MAX		64	/* metrics per aggregate */
 
-static uint32_t	events_seq;		/* atomic: unique key suffix */
+static uint32_t	events_seq;	/* atomic: unique key suffix */
 
-/* --- checks ---------------------------------------------------------------- */
+/* --- checks -------------------------------------------------------- */
 
 static const struct jin_schema any_object = { NULL, 0, 1 };
 
@@ -255,7 +255,7 @@ events_check(json_t *body, uint64_t now_us, json_t *errors)
 	return bad;
 }
 
-/* --- aggregates ------------------------------------------------------------ */
+/* --- aggregates ---------------------------------------------------- */
 
 static void
 day_of(uint64_t usec, char *out, size_t outlen)
@@ -389,12 +389,13 @@ add_event(struct store_batch *b, const char *pseudonym, json_t *ev,
     json_t *deltas)
 {
 	const char	*app = json_string_value(json_object_get(ev, "app"));
-	const char	*name = json_string_value(json_object_get(ev, "name"));
+	const char	*name;
 	json_t		*d, *have;
 	uint64_t	 ts;
 	char		 key[EVENTS_KEY_MAX], day[DAY_LEN + 1], agg[160];
 	int		 rv;
 
+	name = json_string_value(json_object_get(ev, "name"));
 	if (jin_time_usec(json_string_value(json_object_get(ev, "ts")),
 	    &ts) == -1)
 		return STORE_INVALID;
@@ -445,8 +446,8 @@ events_batch(struct store *st, const char *pseudonym, json_t *events)
 struct summary {
 	const struct events_query *q;
 	const char	*day;
-	json_t		*groups;	/* group key -> aggregate */
-	json_t		*users;		/* group key -> {pseudonym: true} */
+	json_t		*groups;	/* group -> aggregate */
+	json_t		*users;		/* group -> {pseudonym} */
 };
 
 /* "DAY/APP/NAME[/P]" -> parts; 0 when the key has that shape. */
@@ -614,11 +615,11 @@ done:
 	return groups;
 }
 
-/* --- a data subject's events ----------------------------------------------- */
+/* --- a data subject's events --------------------------------------- */
 
 struct subject_scan {
 	const char		*pseudonym;
-	json_t			*out;		/* export: the events */
+	json_t			*out;		/* export */
 	struct store_batch	*b;		/* erase: the deletes */
 	const char		*db;
 	size_t			 n;

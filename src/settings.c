@@ -145,7 +145,7 @@ settings_hook(struct store_txn *t, void *arg)
 		return rv;
 	w->existed = rv == 0;
 	if ((w->status = precondition(w, w->existed, etag)) != 0)
-		return STORE_INVALID;	/* fails the batch: nothing written */
+		return STORE_INVALID;	/* fails the batch: no write */
 	if (w->value == NULL)
 		return store_txn_del(t, SETTINGS_DB, w->key, strlen(w->key));
 	return store_txn_put(t, SETTINGS_DB, w->key, strlen(w->key),

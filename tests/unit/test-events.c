@@ -131,7 +131,8 @@ test_agg_merge(void)
 static int
 ingest(const char *pseudonym, const char *events)
 {
-	json_t			*body = load(events), *errors = jin_errors();
+	json_t			*body = load(events);
+	json_t			*errors = jin_errors();
 	struct store_batch	*b;
 	int			 rv = -1;
 
