@@ -536,6 +536,7 @@ audit_checkpoint(void)
 	if (au.st == NULL)
 		return STORE_CLOSED;
 	b = store_batch_new(au.st);
+	store_batch_use_reserve(b);
 	pending_add(b, PENDING_CHECKPOINT);
 	return store_write(b);
 }

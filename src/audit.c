@@ -515,6 +515,7 @@ audit_log_now(const struct audit_record *rec)
 	if (st == NULL)
 		return STORE_CLOSED;
 	b = store_batch_new(st);
+	store_batch_use_reserve(b);
 	if ((rv = audit_batch_add(b, rec)) != STORE_OK) {
 		store_batch_free(b);
 		return rv;
@@ -548,6 +549,7 @@ audit_log_async(const struct audit_record *rec, struct event_base *base)
 	if (st == NULL)
 		return STORE_CLOSED;
 	b = store_batch_new(st);
+	store_batch_use_reserve(b);
 	if ((rv = audit_batch_add(b, rec)) != STORE_OK) {
 		store_batch_free(b);
 		return rv;

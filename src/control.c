@@ -126,7 +126,8 @@ ctl_execute(const struct ctl_peer *peer, const char *name, json_t *args)
 		json_decref(result);
 		result = NULL;
 		error = xstrdup("the audit record of this command could not "
-		    "be written; nothing was sent (see the daemon's log)");
+		    "be written, so its answer is withheld (see the daemon's "
+		    "log)");
 	}
 	if (result == NULL && ctl_pending.fn != NULL)
 		ctl_stream_free(&ctl_pending);

@@ -26,6 +26,8 @@
 #define STORE_AAD_LABEL		"tenantd store v1"
 #define STORE_AAD_MAX		(sizeof(STORE_AAD_LABEL) + 1 + 255 + 2 + 512)
 #define STORE_PAGE		4096ULL
+#define STORE_RESERVE_MIN	(32ULL << 10)	/* kept for audit records */
+#define STORE_RESERVE_MAX	(64ULL << 20)
 
 static const char *const store_errors[] = {
 	[-STORE_OK] = "ok",
@@ -610,6 +612,35 @@ store_apply_batch(struct store *st, MDB_txn *parent, struct store_batch *b)
 	return rc;
 }
 
+static int
+store_can_grow(struct store *st)
+{
+	return st->mapsize < __atomic_load_n(&st->max_size, __ATOMIC_RELAXED);
+}
+
+/*
+ * The last part of a full map is kept for the audit trail, so that with
+ * storage full the refusals, the operator's diagnostics and the reload
+ * that raises the limit can still be recorded: ordinary batches are
+ * refused once the pages in use reach it.
+ */
+static int
+store_in_reserve(struct store *st)
+{
+	uint64_t	max = __atomic_load_n(&st->max_size, __ATOMIC_RELAXED);
+	uint64_t	reserve, used;
+	MDB_envinfo	info;
+	MDB_stat	stat;
+
+	if (mdb_env_info(st->env, &info) != 0 ||
+	    mdb_env_stat(st->env, &stat) != 0)
+		return 0;
+	reserve = MINIMUM(MAXIMUM(max / 64, STORE_RESERVE_MIN),
+	    STORE_RESERVE_MAX);
+	used = ((uint64_t)info.me_last_pgno + 1) * stat.ms_psize;
+	return used + reserve > max;
+}
+
 /*
  * The common case: every batch applies. Try them all in one transaction
  * without child transactions; on any error the caller starts over with
@@ -622,6 +653,9 @@ store_commit_fast(struct store *st, struct store_batch **batches, size_t n)
 	size_t	 i;
 	int	 rc;
 
+	for (i = 0; i < n; i++)		/* the slow path refuses them */
+		if (!batches[i]->reserve_ok && store_in_reserve(st))
+			return MDB_MAP_FULL;
 	if ((rc = store_txn_begin(st, NULL, 0, &txn)) != 0)
 		return rc;
 	for (i = 0; i < n && rc == 0; i++)
@@ -637,10 +671,10 @@ store_commit_fast(struct store *st, struct store_batch **batches, size_t n)
 	return 0;
 }
 
-static int
-store_can_grow(struct store *st)
+void
+store_batch_use_reserve(struct store_batch *b)
 {
-	return st->mapsize < __atomic_load_n(&st->max_size, __ATOMIC_RELAXED);
+	b->reserve_ok = 1;
 }
 
 /*
@@ -662,6 +696,10 @@ store_commit_some(struct store *st, struct store_batch **batches,
 		return n;
 	}
 	for (i = from; i < n; i++) {
+		if (!batches[i]->reserve_ok && store_in_reserve(st)) {
+			batches[i]->status = STORE_FULL;
+			continue;
+		}
 		rc = store_apply_batch(st, txn, batches[i]);
 		if (rc == MDB_MAP_FULL && store_can_grow(st)) {
 			*grow = 1;

@@ -46,6 +46,7 @@ struct store_batch {
 	store_done_fn		 cb;
 	void			*arg;
 	size_t			 rewrap_limit, rewrapped;
+	int			 reserve_ok;	/* may use the audit reserve */
 	TAILQ_ENTRY(store_batch) entry;
 };
 TAILQ_HEAD(store_queue, store_batch);
