@@ -14,6 +14,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+
 #include "tenantd.h"
 
 #define OFF(type, field)	offsetof(struct type, field)
@@ -281,6 +283,92 @@ static const struct conf_key control_keys[] = {
 static const struct conf_section control_section =
     SECTION(control_keys, control_conf, NULL);
 
+/* License and notifications (license.c, notice.c, notice-webhook.c). */
+
+static int
+check_trusted_key(struct conf_ctx *ctx, const struct conf_node *node,
+    void *field)
+{
+	struct evp_pkey_st	*pkey;
+	char			 err[256];
+
+	if ((pkey = license_key_load(*(char **)field, err, sizeof(err))) !=
+	    NULL) {
+		EVP_PKEY_free(pkey);
+		return 0;
+	}
+	conf_error(ctx, node, "%s", err);
+	return -1;
+}
+
+static const struct conf_key license_keys[] = {
+	{ "trusted_keys", CONF_LIST, OFF(license_conf, trusted_keys),
+	    .item = CONF_STRING, .count = OFF(license_conf, ntrusted_keys),
+	    .max = "16", .check = check_trusted_key },
+	{ "grace", CONF_DURATION_S, OFF(license_conf, grace), .def = "30d",
+	    .min = "0", .max = "365d" },
+};
+static const struct conf_section license_section =
+    SECTION(license_keys, license_conf, NULL);
+
+static int
+check_webhook_url(struct conf_ctx *ctx, const struct conf_node *node,
+    void *field)
+{
+	const char	*url = *(char **)field;
+	size_t		 len = strlen(url);
+
+	if (strncmp(url, "https://", 8) == 0 && len > 8 && len <= 2048 &&
+	    strpbrk(url, " \t\r\n\"<>") == NULL)
+		return 0;
+	conf_error(ctx, node, "a webhook url must be https://HOST/PATH, at "
+	    "most 2048 characters without spaces");
+	return -1;
+}
+
+static const char *const webhook_format_names[] = {
+	/* In the order of enum webhook_format. */
+	"json", "teams", NULL
+};
+
+static void
+webhook_finish(struct conf_ctx *ctx, const struct conf_node *map, void *obj)
+{
+	struct webhook_conf	*wh = obj;
+
+	if (wh->format == WEBHOOK_JSON && wh->secret_file == NULL)
+		conf_error(ctx, map, "missing required key 'secret_file' "
+		    "(format json signs each delivery)");
+}
+
+static const struct conf_key webhook_keys[] = {
+	{ "url", CONF_STRING, OFF(webhook_conf, url), .flags = CONF_REQUIRED,
+	    .check = check_webhook_url },
+	{ "kinds", CONF_LIST, OFF(webhook_conf, kinds), .item = CONF_ENUM,
+	    .count = OFF(webhook_conf, nkinds), .max = "4",
+	    .names = notice_kind_names },
+	{ "format", CONF_ENUM, OFF(webhook_conf, format), .def = "json",
+	    .names = webhook_format_names },
+	{ "secret_file", CONF_SECRET, OFF(webhook_conf, secret_file),
+	    .flags = 0 },
+	{ "ca_file", CONF_STRING, OFF(webhook_conf, ca_file),
+	    .check = check_readable },
+};
+static const struct conf_section webhook_section =
+    SECTION(webhook_keys, webhook_conf, webhook_finish);
+
+static const struct conf_key notifications_keys[] = {
+	{ "webhooks", CONF_LIST, OFF(notifications_conf, webhooks),
+	    .item = CONF_MAP, .count = OFF(notifications_conf, nwebhooks),
+	    .sub = &webhook_section, .max = "16" },
+	{ "retry_for", CONF_DURATION_S, OFF(notifications_conf, retry_for),
+	    .def = "24h", .min = "10s", .max = "7d" },
+	{ "retry_backoff", CONF_DURATION_MS,
+	    OFF(notifications_conf, retry_backoff), .def = "30s",
+	    .min = "100ms", .max = "1h" },
+};
+static const struct conf_section notifications_section =
+    SECTION(notifications_keys, notifications_conf, NULL);
 /* auth: how tokens are validated (docs/AUTH.md). */
 
 static const char *const auth_provider_names[] = {
@@ -395,7 +483,6 @@ auth_local_loopback(struct conf_ctx *ctx, const struct conf_node *map,
 		    "%s", i, conf->listen[i].address);
 	}
 }
-
 /* log_shipping: Azure Monitor Logs (shipper*.c). */
 
 static const char *const ship_api_names[] = {
@@ -738,6 +825,10 @@ static const struct conf_key root_keys[] = {
 	    .sub = &metrics_section },
 	{ "control", CONF_MAP, OFF(config, control),
 	    .sub = &control_section },
+	{ "license", CONF_MAP, OFF(config, license),
+	    .sub = &license_section },
+	{ "notifications", CONF_MAP, OFF(config, notifications),
+	    .sub = &notifications_section },
 	{ "auth", CONF_MAP, OFF(config, auth), .sub = &auth_section },
 	{ "log_shipping", CONF_MAP, OFF(config, log_shipping),
 	    .sub = &ship_section },

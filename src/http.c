@@ -602,6 +602,23 @@ http_base(const struct request *req)
 	return req->w->base;
 }
 
+/* The main thread's base: the vault client lives there. */
+struct event_base *
+http_main_base(void)
+{
+	return http.main_base;
+}
+
+/* The peer's address, or NULL once the client has gone. */
+const struct sockaddr *
+http_peer(const struct request *req)
+{
+	struct evhttp_connection	*evcon;
+
+	evcon = evhttp_request_get_connection(req->ev);
+	return evcon != NULL ? evhttp_connection_get_addr(evcon) : NULL;
+}
+
 int
 http_peer_is_loopback(const struct request *req)
 {
@@ -646,7 +663,7 @@ response_headers(struct request *req)
 		evhttp_add_header(h, "Access-Control-Expose-Headers",
 		    "ETag, Location, Retry-After, X-Request-Id");
 	}
-	if (req->w->stopping || conn_over_limit(req->conn))
+	if (req->w->stopping || conn_over_limit(conn_of(req->ev)))
 		evhttp_add_header(h, "Connection", "close");
 }
 
@@ -749,19 +766,49 @@ status_title(int status)
 	return "Error";
 }
 
+static json_t	*problem_json(struct request *, int, const char *,
+		    const char *);
+
 /* RFC 9457: type, title, status, detail, instance, plus our request id. */
 void
 http_problem(struct request *req, int status, const char *slug,
     const char *fmt, ...)
 {
-	char		 detail[512], type[96];
-	const char	*title;
+	char		 detail[512];
+	va_list		 ap;
+
+	va_start(ap, fmt);
+	vsnprintf(detail, sizeof(detail), fmt, ap);
+	va_end(ap);
+	http_reply_json_as(req, status, "application/problem+json",
+	    problem_json(req, status, slug, detail));
+}
+
+/* A problem with an "errors" member: [{pointer, detail}]; takes errors. */
+void
+http_problem_errors(struct request *req, int status, const char *slug,
+    json_t *errors, const char *fmt, ...)
+{
+	char		 detail[512];
 	json_t		*j;
 	va_list		 ap;
 
 	va_start(ap, fmt);
 	vsnprintf(detail, sizeof(detail), fmt, ap);
 	va_end(ap);
+	j = problem_json(req, status, slug, detail);
+	json_object_set_new(j, "errors", errors);
+	http_reply_json_as(req, status, "application/problem+json", j);
+}
+
+static json_t *
+problem_json(struct request *req, int status, const char *slug,
+    const char *detail)
+{
+	char		 type[96];
+	const char	*title;
+	json_t		*j;
+
 	snprintf(type, sizeof(type), "urn:tenantd:problem:%s", slug);
 	title = status_title(status);
 	j = json_pack("{s:s, s:s, s:i, s:s, s:s, s:s}", "type", type,
@@ -772,7 +819,7 @@ http_problem(struct request *req, int status, const char *slug,
 		j = json_pack("{s:s, s:s, s:i, s:s, s:s}", "type", type,
 		    "title", title, "status", status, "detail", detail,
 		    "request_id", req->id);
-	http_reply_json_as(req, status, "application/problem+json", j);
+	return j;
 }
 
 /* --- dispatch ------------------------------------------------------ */

@@ -81,6 +81,17 @@ static const struct command commands[] = {
 	    tctl_print_audit_actions, NULL },
 	{ "audit prune", "SEQ", "remove records through SEQ (signed anchor)",
 	    tctl_parse_audit_prune, print_result, NULL },
+	{ "notice publish", "--kind K --severity S --title T [--body B] "
+	    "[--starts-at T] [--ends-at T]", "publish a notice",
+	    ctl_parse_notice_publish, ctl_print_notice, NULL },
+	{ "notice update", "ID [--title T] [--body B] [--kind K] "
+	    "[--severity S] [--starts-at T|none] [--ends-at T|none]",
+	    "change a notice", ctl_parse_notice_update, ctl_print_notice,
+	    NULL },
+	{ "notice list", "[--since T]", "list notices",
+	    ctl_parse_notice_list, ctl_print_notice_list, NULL },
+	{ "notice deliveries", "", "webhook deliveries and their state",
+	    NULL, ctl_print_notice_deliveries, NULL },
 	{ "keys status", "", "key terms, rewrap progress, store use",
 	    NULL, print_keys_status, NULL },
 	{ "keys rotate", "", "make a new active data key term",
