@@ -84,7 +84,7 @@ notice_store(json_t *notice, const char *event, const char *meta_key,
     const char *meta_val, char *err, size_t errlen)
 {
 	struct store_batch	*batch;
-	const char		*id;
+	const char		*id, *src;
 	char			*text;
 	int			 rv;
 
@@ -95,6 +95,10 @@ notice_store(json_t *notice, const char *event, const char *meta_key,
 	id = json_string_value(json_object_get(notice, "id"));
 	text = json_dumps(notice, JSON_COMPACT);
 	batch = store_batch_new(notices.st);
+	/* tenantd's own notices (storage nearly full) may use the reserve */
+	src = json_string_value(json_object_get(notice, "source"));
+	if (src != NULL && strcmp(src, "system") == 0)
+		store_batch_use_reserve(batch);
 	store_batch_put(batch, NOTICE_DB, id, strlen(id), text, strlen(text));
 	free(text);
 	if (meta_key != NULL)
