@@ -732,6 +732,105 @@ http_reply_json(struct request *req, int status, json_t *j)
 	http_reply_json_as(req, status, "application/json", j);
 }
 
+/* --- streamed answers ---------------------------------------------- */
+
+#define STREAM_CHUNK	(64 * 1024)
+
+struct stream {
+	struct request	*req;
+	http_fill_fn	 fill;
+	void		(*free_arg)(void *);
+	void		*arg;
+	int		 status;
+};
+
+static void
+stream_free(struct stream *st)
+{
+	struct evhttp_connection	*evcon;
+
+	if ((evcon = evhttp_request_get_connection(st->req->ev)) != NULL)
+		evhttp_connection_set_closecb(evcon, NULL, NULL);
+	if (st->free_arg != NULL)
+		st->free_arg(st->arg);
+	metrics_request(st->req->w->index, st->req->route, st->status,
+	    now_usec() - st->req->start_us);
+	request_free(st->req);
+	free(st);
+}
+
+/* The client went away mid-stream: stop producing. */
+static void
+stream_closed(struct evhttp_connection *evcon, void *arg)
+{
+	stream_free(arg);
+}
+
+static void	stream_written(struct evhttp_connection *, void *);
+
+/* One chunk at a time: the next is made when this one was written. */
+static void
+stream_next(struct stream *st)
+{
+	struct evbuffer			*buf;
+	struct evhttp_connection	*evcon;
+	int				 rv = -1;
+
+	if ((buf = evbuffer_new()) != NULL) {
+		rv = st->fill(st->arg, buf, STREAM_CHUNK);
+		if (rv == 1 && evbuffer_get_length(buf) == 0)
+			rv = -1;	/* more promised, nothing given */
+		if (rv >= 0 && evbuffer_get_length(buf) > 0)
+			evhttp_send_reply_chunk_with_cb(st->req->ev, buf,
+			    rv == 1 ? stream_written : NULL, st);
+		evbuffer_free(buf);
+	}
+	if (rv == 1)
+		return;
+	if (rv == 0) {
+		evhttp_send_reply_end(st->req->ev);
+		stream_free(st);
+		return;
+	}
+	log_warnx("streamed answer failed midway; closing the connection");
+	evcon = evhttp_request_get_connection(st->req->ev);
+	stream_free(st);
+	if (evcon != NULL)
+		evhttp_connection_free(evcon);
+}
+
+static void
+stream_written(struct evhttp_connection *evcon, void *arg)
+{
+	stream_next(arg);
+}
+
+void
+http_reply_stream(struct request *req, int status, const char *ctype,
+    http_fill_fn fill, void (*free_arg)(void *), void *arg)
+{
+	struct stream			*st = xcalloc(1, sizeof(*st));
+	struct evhttp_connection	*evcon;
+
+	st->req = req;
+	st->fill = fill;
+	st->free_arg = free_arg;
+	st->arg = arg;
+	st->status = status;
+	http_set_header(req, "Content-Type", ctype);
+	response_headers(req);
+	evhttp_send_reply_start(req->ev, status, NULL);
+	if ((evcon = evhttp_request_get_connection(req->ev)) != NULL)
+		evhttp_connection_set_closecb(evcon, stream_closed, st);
+	stream_next(st);
+}
+
+const char *
+http_route_pattern(const struct request *req)
+{
+	return req->route >= 0 ? api_routes[req->route].pattern : "unmatched";
+}
+
 static const struct {
 	int		 status;
 	const char	*title;
@@ -888,6 +987,7 @@ auth_refuse(struct request *req, enum auth_result rv)
 	    (struct log_field[]){ { "reason", auth_result_label(rv) },
 	    { "route", api_routes[req->route].pattern } }, 2,
 	    "token refused: %s", auth_result_label(rv));
+	api_audit_denied(req, 401, auth_result_label(rv));
 	http_set_header(req, "WWW-Authenticate",
 	    "Bearer error=\"invalid_token\"");
 	http_problem(req, 401, "unauthorized", "a valid bearer token is "
@@ -907,6 +1007,7 @@ auth_decide(struct request *req, enum auth_result rv)
 	}
 	req->authenticated = 1;
 	if (need != 0 && (req->principal.roles & need) == 0) {
+		api_audit_denied(req, 403, "role");
 		http_problem(req, 403, "forbidden", "this needs the %s role",
 		    role_needs[r->role].name);
 		return;

@@ -59,6 +59,11 @@ int	 route_match(const char *method, const char *path,
 	    struct route_param *, size_t *nparams, char *allow, size_t);
 void	 route_params_free(struct route_param *, size_t);
 
+/* api-audit.c */
+void	 api_audit_export(struct request *);
+void	 api_audit_verify(struct request *);
+void	 api_audit_denied(struct request *, int status, const char *reason);
+
 /* api-health.c */
 void	 api_livez(struct request *);
 void	 api_readyz(struct request *);
@@ -95,6 +100,14 @@ void		 http_reply(struct request *, int status, const char *ctype,
 void		 http_reply_buffer(struct request *, int status,
 		    const char *ctype, struct evbuffer *);
 void		 http_reply_json(struct request *, int status, json_t *);
+/* A streamed (chunked) answer: fill adds at most max bytes and returns
+ * 1 (more to come), 0 (done) or -1 (failed: the answer is cut off, so
+ * the client cannot take it for complete). Bounded memory per request. */
+typedef int	(*http_fill_fn)(void *arg, struct evbuffer *, size_t max);
+void		 http_reply_stream(struct request *, int status,
+		    const char *ctype, http_fill_fn, void (*free_arg)(void *),
+		    void *arg);
+const char	*http_route_pattern(const struct request *);
 void		 http_problem(struct request *, int status, const char *slug,
 		    const char *fmt, ...) PRINTFLIKE(4, 5);
 void		 http_problem_errors(struct request *, int status,
