@@ -41,6 +41,7 @@ ctl_keys_rotate(const struct ctl_peer *peer, json_t *args, char **error)
 
 	if (keyring_rotate(daemon_keyring(), &term, err, sizeof(err)) == -1)
 		return ctl_fail(error, err);
+	daemon_keys_rotated(term, "rotated by an operator");
 	return json_pack("{s:I}", "term", (json_int_t)term);
 }
 

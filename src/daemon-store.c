@@ -86,13 +86,26 @@ rotate_cb(evutil_socket_t fd, short ev, void *arg)
 		if (keyring_rotate(ds.kr, &term, err, sizeof(err)) == -1)
 			log_warnx("automatic key rotation failed: %s", err);
 		else
-			log_info("automatic key rotation: data key term %u "
-			    "(keyring.rotate_after reached)", term);
+			daemon_keys_rotated(term, "keyring.rotate_after reached");
 	}
 	snprintf(detail, sizeof(detail), "data key term %u",
 	    keyring_active_term(ds.kr));
 	ready_set("keys", READY_OK, detail);
 	ready_store();
+}
+
+/* A new data key term: logged, and the customer is told. */
+void
+daemon_keys_rotated(uint32_t term, const char *why)
+{
+	char	body[256];
+
+	log_info("data key rotated: term %u (%s)", term, why);
+	snprintf(body, sizeof(body), "Data stored from now on is encrypted "
+	    "under a new data key (term %u): %s. Earlier keys stay "
+	    "decrypt-only until retired.", term, why);
+	notice_publish_system("security", "info", "Encryption key rotated",
+	    body);
 }
 
 static void

@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
@@ -179,6 +180,67 @@ storage_cb(evutil_socket_t fd, short ev, void *arg)
 	free(high);
 }
 
+/* --- authentication settings ------------------------------------------- */
+
+static void
+digest_add_list(EVP_MD_CTX *md, char **v, size_t n)
+{
+	size_t	i;
+
+	for (i = 0; i < n; i++)
+		EVP_DigestUpdate(md, v[i], strlen(v[i]) + 1);
+	EVP_DigestUpdate(md, "|", 1);
+}
+
+/* A fingerprint of what decides who gets in (not timing settings). */
+static void
+auth_fingerprint(const struct auth_conf *a, char hex[65])
+{
+	static const char	 digits[] = "0123456789abcdef";
+	EVP_MD_CTX		*md = EVP_MD_CTX_new();
+	unsigned char		 h[32];
+	char			 n[32];
+	size_t			 i;
+
+	EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+	snprintf(n, sizeof(n), "%d:%d:%d|", a->configured, (int)a->provider,
+	    a->allow_app_tokens);
+	EVP_DigestUpdate(md, n, strlen(n));
+	if (a->authority != NULL)
+		EVP_DigestUpdate(md, a->authority, strlen(a->authority) + 1);
+	digest_add_list(md, a->audiences, a->naudiences);
+	digest_add_list(md, a->allowed_clients, a->nallowed_clients);
+	digest_add_list(md, a->required_scopes, a->nrequired_scopes);
+	for (i = 0; i < AUTH_NROLES; i++)
+		digest_add_list(md, a->roles.values[i], a->roles.nvalues[i]);
+	EVP_DigestFinal_ex(md, h, NULL);
+	EVP_MD_CTX_free(md);
+	for (i = 0; i < sizeof(h); i++) {
+		hex[2 * i] = digits[h[i] >> 4];
+		hex[2 * i + 1] = digits[h[i] & 0xf];
+	}
+	hex[64] = '\0';
+}
+
+/* At start: the auth: section in force differs from the last run's. */
+static void
+auth_changed_check(const struct auth_conf *a)
+{
+	char	fp[65], *seen;
+
+	auth_fingerprint(a, fp);
+	seen = notice_meta_get("auth-settings");
+	if (seen != NULL && strcmp(seen, fp) != 0)
+		notice_publish_system("security", "warning",
+		    "Authentication settings changed", "The settings that "
+		    "decide which tokens tenantd accepts (authority, "
+		    "audiences, client apps, scopes, app roles) changed and "
+		    "are in force since this start.");
+	if (seen == NULL || strcmp(seen, fp) != 0)
+		notice_meta_put("auth-settings", fp);
+	free(seen);
+}
+
 /* --- life ---------------------------------------------------------------- */
 
 void
@@ -191,6 +253,7 @@ notice_start(struct event_base *base, struct store *st,
 	notice_set_store(st);
 	webhook_start(base, st, conf);
 	marker_check(conf->state_dir);
+	auth_changed_check(&conf->auth);
 	watch.certificate = cert != NULL ? xstrdup(cert) : NULL;
 	tls_changed_check(watch.certificate);
 	tls_expiry_check(watch.certificate);

@@ -66,10 +66,21 @@ void
 shipper_notice_dropped(enum ship_stream_id id, uint64_t dropped,
     uint64_t total)
 {
+	char	body[256];
+
 	ship_log_muted(LOG_LEVEL_WARN, "log shipping: the %s queue is full; "
 	    "dropped the %llu oldest records (%llu in all)",
 	    shipper_stream_name(id), (unsigned long long)dropped,
 	    (unsigned long long)total);
+	snprintf(body, sizeof(body), "Azure Monitor has not accepted logs "
+	    "for a while and the %s queue reached its limit: the %llu oldest "
+	    "records were dropped (%llu in all). Audit records are never "
+	    "dropped.", shipper_stream_name(id), (unsigned long long)dropped,
+	    (unsigned long long)total);
+	ship_muted = 1;		/* its log line must not feed the full queue */
+	notice_publish_system("incident", "warning",
+	    "Log shipping dropped records", body);
+	ship_muted = 0;
 }
 
 struct ship_rec *

@@ -815,6 +815,7 @@ void	 daemon_store_reload(const struct config *);
 void	 daemon_store_stop(void);
 struct store	*daemon_store(void);
 struct keyring	*daemon_keyring(void);
+void	 daemon_keys_rotated(uint32_t term, const char *why);
 json_t	*daemon_keys_status(void);
 int	 daemon_keys_rewrap_start(char *err, size_t errlen);
 int	 daemon_keys_retire(uint32_t term, char *err, size_t errlen);

@@ -43,6 +43,8 @@ static struct {
 	SSL_CTX			*ctx;
 	struct bufferevent	*bev;
 	int			 connected;
+	uint64_t		 down_since;	/* monotonic us; 0: up */
+	int			 down_noticed;
 	int			 was_up;	/* log transitions only */
 	struct event		*ev_retry, *ev_tick;
 	uint64_t		 backoff_ms;
@@ -61,11 +63,43 @@ static struct {
 static void	vc_connect(void);
 static void	deliver_kick(void);
 
+#define VAULT_DOWN_NOTICE_US	(5 * 60 * 1000000ULL)
+
+/* Customers are told when the vault has been unreachable for 5 minutes. */
+static void
+vc_notice(void)
+{
+	uint64_t	now = now_usec();
+
+	if (vc.connected) {
+		if (vc.down_noticed)
+			notice_publish_system("incident", "info",
+			    "Pseudonym vault reachable again", "tenantd is "
+			    "connected to its pseudonym vault again; queued "
+			    "identity mappings are being delivered.");
+		vc.down_since = 0;
+		vc.down_noticed = 0;
+		return;
+	}
+	if (vc.down_since == 0)
+		vc.down_since = now;
+	else if (!vc.down_noticed && now - vc.down_since >=
+	    VAULT_DOWN_NOTICE_US) {
+		vc.down_noticed = 1;
+		notice_publish_system("incident", "warning",
+		    "Pseudonym vault unreachable", "tenantd has not reached "
+		    "its pseudonym vault for 5 minutes. The service keeps "
+		    "running; new identity mappings are queued durably and "
+		    "delivered when the vault is back.");
+	}
+}
+
 static void
 vc_ready(void)
 {
 	char	detail[320];
 
+	vc_notice();
 	snprintf(detail, sizeof(detail), "%s %s; %lld puts pending",
 	    vc.connected ? "connected to" : "unreachable:",
 	    vc.connected ? vc.conf->vault.address : vc.error,

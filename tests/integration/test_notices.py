@@ -314,3 +314,32 @@ def test_health_through_the_document(tenantd):
     r = call(d, "GET", "/readyz")
     assert r.status_code == 200 and r.json()["status"] == "ready"
     assert call(d, "GET", "/v1/me", token(d, "carol")).status_code == 200
+
+
+def test_key_rotation_publishes_a_notice(tenantd):
+    d = tenantd()
+    r = d.tenantctl("keys", "rotate")
+    assert r.returncode == 0, r.stderr
+    admin = token(d, "root", ["admin"])
+    r = call(d, "GET", "/v1/notices?since=2000-01-01T00:00:00Z", admin)
+    got = [n for n in r.json()["notices"] if n["title"] == "Encryption key rotated"]
+    assert len(got) == 1
+    assert got[0]["kind"] == "security" and got[0]["source"] == "system"
+    assert "term 2" in got[0]["body"]
+
+
+def test_changed_authentication_settings_publish_a_notice(tenantd):
+    d = tenantd()
+    d.stop()
+    d.start()       # same settings: nothing to tell
+    conf = d.conf
+    conf["auth"] = dict(conf.get("auth", {}), roles={
+        "admin": ["Tenantd.Admin", "Contoso.Operators"], "auditor": ["Tenantd.Auditor"]})
+    d.write_config(conf)
+    d.stop()
+    d.start()
+    admin = token(d, "root", ["admin"])
+    r = call(d, "GET", "/v1/notices?since=2000-01-01T00:00:00Z", admin)
+    got = [n for n in r.json()["notices"] if n["title"] == "Authentication settings changed"]
+    assert len(got) == 1
+    assert got[0]["kind"] == "security" and got[0]["source"] == "system"
