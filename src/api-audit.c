@@ -118,3 +118,31 @@ api_audit_denied(struct request *req, int status, const char *reason)
 	audit_record_detail(&rec, "reason", "%s", reason);
 	audit_denied(&rec, http_base(req));
 }
+
+/*
+ * A state-changing request that failed before its handler wrote anything
+ * (a bad body, a failed precondition, storage full) is recorded too, with
+ * the route's action and outcome error, before the answer goes out (an
+ * auditor reading right after sees it). Best effort: nothing changed.
+ */
+void
+api_audit_failure(struct request *req, int status)
+{
+	const struct audit_action	*a = NULL;
+	struct audit_record		 rec;
+	char				 route[160];
+	size_t				 i;
+
+	if (!audit_enabled())
+		return;
+	snprintf(route, sizeof(route), "%s %s", http_method(req),
+	    http_route_pattern(req));
+	for (i = 0; i < audit_nactions && a == NULL; i++)
+		if (audit_actions[i].route != NULL &&
+		    strcmp(audit_actions[i].route, route) == 0)
+			a = &audit_actions[i];
+	if (a == NULL || api_audit_begin(req, &rec, a->name) == -1)
+		return;
+	audit_record_outcome(&rec, AUDIT_ERROR, status);
+	audit_log_now(&rec);
+}

@@ -26,8 +26,10 @@ api_auth_keys(struct request *req)
 void
 api_auth_refresh(struct request *req)
 {
-	struct jwks	*j = daemon_jwks();
-	char		 retry[16];
+	struct jwks		*j = daemon_jwks();
+	struct audit_record	 rec;
+	char			 retry[16];
+	int			 rv;
 
 	if (j == NULL) {
 		http_problem(req, 503, "auth-not-configured",
@@ -42,5 +44,14 @@ api_auth_refresh(struct request *req)
 		    JWKS_MIN_REFETCH);
 		return;
 	}
+	if ((rv = api_audit_begin(req, &rec, "auth.refresh")) == 0) {
+		audit_record_outcome(&rec, AUDIT_OK, 202);
+		rv = audit_log_now(&rec);
+	}
+	if (rv != STORE_OK) {
+		api_store_problem(req, rv == -1 ? STORE_IO : rv);
+		return;
+	}
+	http_audited(req);
 	http_reply_json(req, 202, json_pack("{s:s}", "refresh", "started"));
 }

@@ -106,6 +106,7 @@ subject_fail(struct subject_op *so, const char *action, int status,
 
 	subject_audit(so, &rec, action, AUDIT_ERROR, status);
 	audit_log_async(&rec, so->base);
+	http_audited(so->req);
 	http_problem(so->req, status, slug, "%s", detail);
 	subject_op_free(so);
 }

@@ -35,6 +35,7 @@ struct request {
 	int			 route;		/* index or METRIC_ROUTE_* */
 	struct evkeyvalq	 query;
 	int			 query_parsed;
+	int			 audited;	/* the handler recorded it */
 	struct route_param	 params[ROUTE_PARAMS_MAX];
 	size_t			 nparams;
 	const char		*origin;	/* allowed Origin, or NULL */
@@ -691,6 +692,10 @@ http_reply_buffer(struct request *req, int status, const char *ctype,
 	if (ctype != NULL)
 		http_set_header(req, "Content-Type", ctype);
 	response_headers(req);
+	if (status >= 400 && status != 401 && status != 403 && !req->audited &&
+	    req->route >= 0 && api_routes[req->route].role != ROLE_PUBLIC &&
+	    strcmp(api_routes[req->route].method, "GET") != 0)
+		api_audit_failure(req, status);	/* a refused change */
 	evhttp_send_reply(req->ev, status, NULL, body);
 	elapsed = now_usec() - req->start_us;
 	metrics_request(req->w->index, req->route, status, elapsed);
@@ -823,6 +828,19 @@ http_reply_stream(struct request *req, int status, const char *ctype,
 	if ((evcon = evhttp_request_get_connection(req->ev)) != NULL)
 		evhttp_connection_set_closecb(evcon, stream_closed, st);
 	stream_next(st);
+}
+
+const char *
+http_method(const struct request *req)
+{
+	return method_name(evhttp_request_get_command(req->ev));
+}
+
+/* The handler wrote the audit record of its failure itself. */
+void
+http_audited(struct request *req)
+{
+	req->audited = 1;
 }
 
 const char *

@@ -63,6 +63,7 @@ void	 route_params_free(struct route_param *, size_t);
 void	 api_audit_export(struct request *);
 void	 api_audit_verify(struct request *);
 void	 api_audit_denied(struct request *, int status, const char *reason);
+void	 api_audit_failure(struct request *, int status);
 
 /* api-health.c */
 void	 api_livez(struct request *);
@@ -108,6 +109,8 @@ void		 http_reply_stream(struct request *, int status,
 		    const char *ctype, http_fill_fn, void (*free_arg)(void *),
 		    void *arg);
 const char	*http_route_pattern(const struct request *);
+void		 http_audited(struct request *);
+const char	*http_method(const struct request *);
 void		 http_problem(struct request *, int status, const char *slug,
 		    const char *fmt, ...) PRINTFLIKE(4, 5);
 void		 http_problem_errors(struct request *, int status,

@@ -2,6 +2,7 @@
 for auditors and admins, verification, refused requests recorded, and
 reading the trail recorded too."""
 import csv
+import re
 import io
 import json
 
@@ -89,3 +90,64 @@ def test_refused_requests_are_recorded(tenantd, auth_token):
     by_users = [x for x in cli_export(d, "--action", "audit.export")
                 if not x["actor"].startswith("operator:")]
     assert by_users == []       # nothing was exported to them
+
+
+def action_table():
+    """route "METHOD /pattern" -> audit action, from src/audit.c."""
+    from conftest import TOP
+    text = (TOP / "src" / "audit.c").read_text()
+    return {route: name for name, route in
+            re.findall(r'\{\s*"([a-z_]+\.[a-z_.]+)",\s*(?:NULL|"[^"]*"),\s*"([A-Z]+ /[^"]*)"', text)}
+
+
+def fill(pattern):
+    return (pattern.replace("{scope}", "tenant").replace("{key}", "walk")
+            .replace("{oid}", "00000000-0000-0000-0000-0000000000aa")
+            .replace("{id}", "n_00000000000000000000000000000000"))
+
+
+def records(d):
+    return cli_export(d, "--from", "1")
+
+
+def test_every_state_changing_route_writes_one_record(tenantd, auth_token):
+    """Walks the route table: each state-changing route called as admin with
+    a bad body writes exactly one record with the route's action; the
+    first routes are also called without a token and with too small a role
+    (auth.denied; denials are rate-limited to 10 per source a minute, so
+    not every route gets those two)."""
+    from test_openapi import route_table
+    d = tenantd()
+    actions = action_table()
+    admin = auth_token(d, "alice", ["admin"])
+    user = auth_token(d, "bob", [])
+    checked = 0
+    for method, pattern, role in route_table():
+        if method not in ("POST", "PUT", "PATCH", "DELETE"):
+            continue
+        key = "%s %s" % (method, pattern)
+        assert key in actions, "no audit action for %s" % key
+        cases = []
+        if checked < 8:
+            cases.append((None, "auth.denied", 401))
+            if role == "ROLE_ADMIN":
+                cases.append((user, "auth.denied", 403))
+        cases.append((admin, actions[key], None))
+        for token, action, status in cases:
+            before = records(d)[-1]["seq"]
+            headers = {"Authorization": "Bearer " + token} if token else {}
+            headers["Content-Type"] = "application/json"
+            r = requests.request(method, d.url(fill(pattern)), data=b'{"bad": [',
+                                 headers=headers, verify=str(d.certs.ca), timeout=30)
+            if status is not None:
+                assert r.status_code == status, (key, r.status_code)
+            new = [x for x in records(d) if x["seq"] > before
+                   and not x["actor"].startswith("operator:")]
+            assert len(new) == 1, (key, token is not None, r.status_code, new)
+            assert new[0]["action"] == action, (key, new[0])
+            if status is None:
+                want = "ok" if r.status_code < 400 else "error"
+                assert new[0]["outcome"] == want, (key, new[0])
+                assert new[0]["status"] == r.status_code, (key, new[0])
+            checked += 1
+    assert checked >= 12

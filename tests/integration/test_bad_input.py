@@ -57,8 +57,8 @@ def nothing_stored(d):
     assert summary(d, d.admin) == {}
     for scope in ("tenant", "user", "site:s"):
         assert call(d, "GET", "/v1/settings/" + scope, d.admin).json()["items"] == []
-    assert audit_records(d, "events.ingest") == []
-    assert audit_records(d, "settings.put") == []
+    assert [r for r in audit_records(d, "events.ingest") if r["outcome"] == "ok"] == []
+    assert [r for r in audit_records(d, "settings.put") if r["outcome"] == "ok"] == []
 
 
 def check(r, pointer):
@@ -107,8 +107,8 @@ def test_subject_bad_bodies(daemon):
         if label == "empty":
             continue        # an empty body is the normal case
         check(raw(d, "POST", erase, d.admin, body), ptr)
-    assert audit_records(d, "subject.erase") == []
-    assert audit_records(d, "subject.reidentify") == []
+    assert [r for r in audit_records(d, "subject.erase") if r["outcome"] == "ok"] == []
+    assert [r for r in audit_records(d, "subject.reidentify") if r["outcome"] == "ok"] == []
 
 
 def test_bad_query_parameters(daemon):

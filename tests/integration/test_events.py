@@ -153,4 +153,7 @@ def test_storage_full_is_507(tenantd, auth_token):
     assert "full" in doc["detail"]
     # Reads go on; the refused batch left nothing behind.
     assert summary(d, admin)["viewer.open"]["count"] == accepted
-    assert len(audit_records(d, "events.ingest")) == accepted // 10
+    recs = audit_records(d, "events.ingest")
+    assert len([r for r in recs if r["outcome"] == "ok"]) == accepted // 10
+    # the refused batch is recorded as an error (in the audit reserve)
+    assert [r["status"] for r in recs if r["outcome"] != "ok"] == [507]

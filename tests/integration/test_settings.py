@@ -53,12 +53,15 @@ def test_create_read_update_delete(tenantd, auth_token):
     # Create-only.
     assert put(d, admin, "tenant/new", None, **{"If-None-Match": "*"}).status_code == 201
     assert get(d, user, "tenant/new").json()["value"] is None
-    acts = [(r["action"], r["target"]) for r in audit_records(d)
-            if r["action"].startswith("settings.")]
+    recs = [r for r in audit_records(d) if r["action"].startswith("settings.")]
+    acts = [(r["action"], r["target"]) for r in recs if r["outcome"] == "ok"]
     assert acts == [("settings.put", "settings/tenant/theme"),
                     ("settings.put", "settings/tenant/theme"),
                     ("settings.delete", "settings/tenant/theme"),
                     ("settings.put", "settings/tenant/new")]
+    # the refused changes (preconditions) are recorded as errors too
+    failed = [r for r in recs if r["outcome"] != "ok"]
+    assert failed and all(r["outcome"] == "error" and r["status"] >= 400 for r in failed)
 
 
 def test_roles_and_scopes(tenantd, auth_token):
