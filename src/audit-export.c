@@ -24,6 +24,7 @@ struct audit_export {
 	struct audit_filter	 f;
 	uint64_t		 next;		/* the next seq to read */
 	uint64_t		 rows;
+	uint64_t		 chunks;
 	int			 started, done, paused, comma;
 	struct evbuffer		*out;
 	size_t			 base, max;
@@ -407,6 +408,9 @@ audit_export_fill(struct audit_export *e, struct evbuffer *out, size_t max)
 		e->out = NULL;
 		if (rv < 0)
 			return rv;
+		/* keep a long export's resident set flat */
+		if ((e->chunks++ & 15) == 15)
+			store_release_pages(audit_store());
 		if (e->paused)
 			return 1;
 		e->done = 1;

@@ -5,10 +5,13 @@
  */
 #include "config.h"
 
+#include <sys/mman.h>
+
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -669,6 +672,38 @@ store_commit_fast(struct store *st, struct store_batch **batches, size_t n)
 	for (i = 0; i < n; i++)
 		batches[i]->status = STORE_OK;
 	return 0;
+}
+
+/*
+ * Drop this process's mappings of the map's pages: a long scan (an audit
+ * export) would otherwise keep every page it read in the resident set.
+ * The map is a read-only shared file mapping (no MDB_WRITEMAP), so the
+ * data stay in the page cache and the next access maps them again.
+ */
+void
+store_release_pages(struct store *st)
+{
+	char		 line[PATH_MAX + 128], dir[PATH_MAX], *path;
+	unsigned long	 start, end;
+	size_t		 len;
+	FILE		*f;
+
+	/* LMDB does not tell where it mapped the file: ask the kernel */
+	if (realpath(st->dir, dir) == NULL ||
+	    (f = fopen("/proc/self/maps", "re")) == NULL)
+		return;
+	xasprintf(&path, "%s/data.mdb\n", dir);
+	len = strlen(path);
+	while (fgets(line, sizeof(line), f) != NULL) {
+		if (strlen(line) < len ||
+		    strcmp(line + strlen(line) - len, path) != 0 ||
+		    sscanf(line, "%lx-%lx", &start, &end) != 2)
+			continue;
+		if (madvise((void *)start, end - start, MADV_DONTNEED) == -1)
+			log_debug("store: madvise: %s", strerror(errno));
+	}
+	free(path);
+	fclose(f);
 }
 
 void

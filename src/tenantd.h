@@ -525,6 +525,7 @@ int	 store_batch_del(struct store_batch *, const char *db,
 	    const void *key, size_t keylen);
 void	 store_batch_free(struct store_batch *);
 void	 store_batch_use_reserve(struct store_batch *); /* audit records */
+void	 store_release_pages(struct store *);
 int	 store_submit(struct store_batch *, struct event_base *,
 	    store_done_fn, void *arg);	/* takes the batch */
 int	 store_write(struct store_batch *);	/* synchronous; frees it */
