@@ -1,6 +1,7 @@
-"""docs/openapi.yaml describes every route in the route table (src/api.c)
-with the same role; redocly lints it and prism checks traffic against it
-(make contract-test)."""
+"""The documents agree with the tables in the code: docs/openapi.yaml
+describes every route of src/api.c with the same role (redocly lints it
+and prism checks traffic against it: make contract-test), and
+docs/AUDIT.md lists every audit action of src/audit.c."""
 import re
 
 from conftest import TOP
@@ -56,3 +57,12 @@ def test_no_operation_without_a_route():
     extra = ["%s %s" % (m, p) for p, methods in openapi_operations().items()
              for m in methods if (m, p) not in routes]
     assert extra == [], "documented but not routed: %s" % extra
+
+
+def test_every_audit_action_is_documented():
+    actions = re.findall(r'\{\s*"([a-z_]+\.[a-z_.]+)",',
+                         (TOP / "src" / "audit.c").read_text())
+    assert len(actions) >= 40
+    doc = (TOP / "docs" / "AUDIT.md").read_text()
+    missing = [a for a in actions if "`%s`" % a not in doc]
+    assert missing == [], "actions not in docs/AUDIT.md: %s" % missing
