@@ -71,6 +71,8 @@ const struct audit_action audit_actions[] = {
 	    "identity erased from the vault" },
 	{ "token.issue", "token", NULL,
 	    "development token issued by the local provider" },
+	{ "auth.refresh", NULL, "POST /v1/auth/refresh",
+	    "signing keys refresh requested" },
 	{ "settings.put", NULL, "PUT /v1/settings/{scope}/{key}",
 	    "setting written" },
 	{ "settings.delete", NULL, "DELETE /v1/settings/{scope}/{key}",

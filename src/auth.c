@@ -12,8 +12,8 @@
 #include <string.h>
 #include <strings.h>
 
-#include <jwt.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <openssl/sha.h>
 
 #include "tenantd.h"
@@ -26,6 +26,7 @@ static const char *const auth_result_labels[AUTH_RESULT_COUNT] = {
 	[AUTH_OK] = "ok",
 	[AUTH_ERR_MISSING] = "missing",
 	[AUTH_ERR_SCHEME] = "scheme",
+	[AUTH_ERR_QUERY_TOKEN] = "query_token",
 	[AUTH_ERR_TOO_LARGE] = "too_large",
 	[AUTH_ERR_MALFORMED] = "malformed",
 	[AUTH_ERR_BASE64] = "base64",
@@ -48,13 +49,15 @@ static const char *const auth_result_labels[AUTH_RESULT_COUNT] = {
 	[AUTH_ERR_APP_TOKEN] = "app_token",
 	[AUTH_ERR_CLIENT] = "client",
 	[AUTH_ERR_CLAIMS] = "claims",
+	[AUTH_ERR_NOT_CONFIGURED] = "not_configured",
 	[AUTH_ERR_INTERNAL] = "internal",
 };
 
+/* Index i is the role bit 1 << i and the index into auth.roles. */
 static const struct {
 	const char	*name;
 	unsigned	 role;
-} auth_roles[] = {
+} auth_roles[AUTH_NROLES] = {
 	{ "admin", AUTH_ROLE_ADMIN },
 	{ "auditor", AUTH_ROLE_AUDITOR },
 };
@@ -172,9 +175,8 @@ auth_conf_free(struct auth_conf *conf)
 	auth_strv_free(conf->audiences, conf->naudiences);
 	auth_strv_free(conf->allowed_clients, conf->nallowed_clients);
 	auth_strv_free(conf->required_scopes, conf->nrequired_scopes);
-	for (i = 0; i < conf->nroles; i++)
-		free(conf->roles[i].claim);
-	free(conf->roles);
+	for (i = 0; i < AUTH_NROLES; i++)
+		auth_strv_free(conf->roles.values[i], conf->roles.nvalues[i]);
 	memset(conf, 0, sizeof(*conf));
 }
 
@@ -316,28 +318,34 @@ auth_find_key(struct auth *a, const char *kid, struct jwks_keyset **set,
 }
 
 /*
- * libjwt 1.10 takes the algorithm from the token header, so the header
- * check above and the jwt_get_alg() check after decoding together stop an
- * HS256 token keyed with our public key PEM.
+ * RS256 with the key set's parsed key: RSASSA-PKCS1-v1_5 over SHA-256 of
+ * "header.payload". The algorithm is fixed here and never taken from the
+ * token, so an HS256 token keyed with our public key PEM cannot verify
+ * (the header check above refuses it first). libjwt 1.10's jwt_decode()
+ * would re-parse the key's PEM on every call, which costs about 0.7 ms
+ * with OpenSSL 3's decoders, twenty times the RSA verification.
  */
 static enum auth_result
-auth_check_signature(struct auth *a, const char *token, size_t len,
+auth_check_signature(struct auth *a, const struct auth_parts *parts,
     const struct jwks_key *key)
 {
-	jwt_t			*jwt = NULL;
-	char			*copy;
-	enum auth_result	 rv = AUTH_OK;
+	unsigned char	 sig[AUTH_SIG_MAX];
+	EVP_MD_CTX	*ctx;
+	ssize_t		 n;
+	int		 ok;
 
-	copy = xstrndup(token, len);
+	n = base64url_decode(parts->seg[2], parts->len[2], sig, sizeof(sig));
+	if (n <= 0)
+		return AUTH_ERR_SIGNATURE;
+	if ((ctx = EVP_MD_CTX_new()) == NULL)
+		return AUTH_ERR_INTERNAL;
 	__atomic_add_fetch(&a->verifications, 1, __ATOMIC_RELAXED);
-	if (jwt_decode(&jwt, copy, (const unsigned char *)key->pem,
-	    (int)key->pem_len) != 0 || jwt == NULL)
-		rv = AUTH_ERR_SIGNATURE;
-	else if (jwt_get_alg(jwt) != JWT_ALG_RS256)
-		rv = AUTH_ERR_ALG;
-	jwt_free(jwt);
-	free(copy);
-	return rv;
+	ok = EVP_DigestVerifyInit(ctx, NULL, EVP_sha256(), NULL,
+	    key->pkey) == 1 && EVP_DigestVerify(ctx, sig, (size_t)n,
+	    (const unsigned char *)parts->seg[0],
+	    parts->len[0] + 1 + parts->len[1]) == 1;
+	EVP_MD_CTX_free(ctx);
+	return ok ? AUTH_OK : AUTH_ERR_SIGNATURE;
 }
 
 /* --- 4. claims ---------------------------------------------------------- */
@@ -468,10 +476,10 @@ auth_map_roles(const struct auth_conf *conf, json_t *roles, unsigned *out)
 	json_array_foreach(roles, i, v) {
 		if (!json_is_string(v))
 			return AUTH_ERR_CLAIMS;
-		for (j = 0; j < conf->nroles; j++)
-			if (strcmp(json_string_value(v),
-			    conf->roles[j].claim) == 0)
-				*out |= conf->roles[j].role;
+		for (j = 0; j < AUTH_NROLES; j++)
+			if (auth_in_list(json_string_value(v),
+			    conf->roles.values[j], conf->roles.nvalues[j]))
+				*out |= auth_roles[j].role;
 	}
 	return AUTH_OK;
 }
@@ -784,7 +792,7 @@ auth_verify_full(struct auth *a, const char *token, size_t len,
 	if (rv == AUTH_OK)
 		rv = auth_find_key(a, kid, &set, &key);
 	if (rv == AUTH_OK)
-		rv = auth_check_signature(a, token, len, key);
+		rv = auth_check_signature(a, &parts, key);
 	if (rv == AUTH_OK)
 		rv = auth_check_claims(a, set, payload, p);
 	if (rv == AUTH_OK)

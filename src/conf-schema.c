@@ -14,6 +14,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+
 #include "tenantd.h"
 
 #define OFF(type, field)	offsetof(struct type, field)
@@ -281,6 +283,206 @@ static const struct conf_key control_keys[] = {
 static const struct conf_section control_section =
     SECTION(control_keys, control_conf, NULL);
 
+/* License and notifications (license.c, notice.c, notice-webhook.c). */
+
+static int
+check_trusted_key(struct conf_ctx *ctx, const struct conf_node *node,
+    void *field)
+{
+	struct evp_pkey_st	*pkey;
+	char			 err[256];
+
+	if ((pkey = license_key_load(*(char **)field, err, sizeof(err))) !=
+	    NULL) {
+		EVP_PKEY_free(pkey);
+		return 0;
+	}
+	conf_error(ctx, node, "%s", err);
+	return -1;
+}
+
+static const struct conf_key license_keys[] = {
+	{ "trusted_keys", CONF_LIST, OFF(license_conf, trusted_keys),
+	    .item = CONF_STRING, .count = OFF(license_conf, ntrusted_keys),
+	    .max = "16", .check = check_trusted_key },
+	{ "grace", CONF_DURATION_S, OFF(license_conf, grace), .def = "30d",
+	    .min = "0", .max = "365d" },
+};
+static const struct conf_section license_section =
+    SECTION(license_keys, license_conf, NULL);
+
+static int
+check_webhook_url(struct conf_ctx *ctx, const struct conf_node *node,
+    void *field)
+{
+	const char	*url = *(char **)field;
+	size_t		 len = strlen(url);
+
+	if (strncmp(url, "https://", 8) == 0 && len > 8 && len <= 2048 &&
+	    strpbrk(url, " \t\r\n\"<>") == NULL)
+		return 0;
+	conf_error(ctx, node, "a webhook url must be https://HOST/PATH, at "
+	    "most 2048 characters without spaces");
+	return -1;
+}
+
+static const char *const webhook_format_names[] = {
+	/* In the order of enum webhook_format. */
+	"json", "teams", NULL
+};
+
+static void
+webhook_finish(struct conf_ctx *ctx, const struct conf_node *map, void *obj)
+{
+	struct webhook_conf	*wh = obj;
+
+	if (wh->format == WEBHOOK_JSON && wh->secret_file == NULL)
+		conf_error(ctx, map, "missing required key 'secret_file' "
+		    "(format json signs each delivery)");
+}
+
+static const struct conf_key webhook_keys[] = {
+	{ "url", CONF_STRING, OFF(webhook_conf, url), .flags = CONF_REQUIRED,
+	    .check = check_webhook_url },
+	{ "kinds", CONF_LIST, OFF(webhook_conf, kinds), .item = CONF_ENUM,
+	    .count = OFF(webhook_conf, nkinds), .max = "4",
+	    .names = notice_kind_names },
+	{ "format", CONF_ENUM, OFF(webhook_conf, format), .def = "json",
+	    .names = webhook_format_names },
+	{ "secret_file", CONF_SECRET, OFF(webhook_conf, secret_file),
+	    .flags = 0 },
+	{ "ca_file", CONF_STRING, OFF(webhook_conf, ca_file),
+	    .check = check_readable },
+};
+static const struct conf_section webhook_section =
+    SECTION(webhook_keys, webhook_conf, webhook_finish);
+
+static const struct conf_key notifications_keys[] = {
+	{ "webhooks", CONF_LIST, OFF(notifications_conf, webhooks),
+	    .item = CONF_MAP, .count = OFF(notifications_conf, nwebhooks),
+	    .sub = &webhook_section, .max = "16" },
+	{ "retry_for", CONF_DURATION_S, OFF(notifications_conf, retry_for),
+	    .def = "24h", .min = "10s", .max = "7d" },
+	{ "retry_backoff", CONF_DURATION_MS,
+	    OFF(notifications_conf, retry_backoff), .def = "30s",
+	    .min = "100ms", .max = "1h" },
+};
+static const struct conf_section notifications_section =
+    SECTION(notifications_keys, notifications_conf, NULL);
+/* auth: how tokens are validated (docs/AUTH.md). */
+
+static const char *const auth_provider_names[] = {
+	/* In the order of enum auth_provider. */
+	"entra", "local", NULL
+};
+
+/* Keys in the order of the role bits (auth_role_name). */
+static const struct conf_key auth_roles_keys[] = {
+	{ "admin", CONF_LIST, OFF(auth_roles_conf, values[0]),
+	    .item = CONF_STRING, .count = OFF(auth_roles_conf, nvalues[0]),
+	    .max = "16" },
+	{ "auditor", CONF_LIST, OFF(auth_roles_conf, values[1]),
+	    .item = CONF_STRING, .count = OFF(auth_roles_conf, nvalues[1]),
+	    .max = "16" },
+};
+static const struct conf_section auth_roles_section =
+    SECTION(auth_roles_keys, auth_roles_conf, NULL);
+
+static char **
+strv_one(const char *s, size_t *n)
+{
+	char	**v = xcalloc(1, sizeof(*v));
+
+	v[0] = xstrdup(s);
+	*n = 1;
+	return v;
+}
+
+/*
+ * Defaults that are lists: the app roles of docs/AUTH.md, and for the
+ * local provider the audience and scope that tenantctl token mints.
+ */
+static void
+auth_list_defaults(struct auth_conf *a, const struct conf_node *map)
+{
+	struct auth_roles_conf	*r = &a->roles;
+
+	if (conf_node_get(map, "roles") == NULL) {
+		r->values[0] = strv_one("Tenantd.Admin", &r->nvalues[0]);
+		r->values[1] = strv_one("Tenantd.Auditor", &r->nvalues[1]);
+	}
+	if (a->provider != AUTH_PROVIDER_LOCAL)
+		return;
+	if (a->naudiences == 0)
+		a->audiences = strv_one(AUTH_LOCAL_AUDIENCE, &a->naudiences);
+	if (a->nrequired_scopes == 0)
+		a->required_scopes = strv_one(AUTH_LOCAL_SCOPE,
+		    &a->nrequired_scopes);
+}
+
+static void
+auth_finish(struct conf_ctx *ctx, const struct conf_node *map, void *obj)
+{
+	struct auth_conf	*a = obj;
+	char			 err[256];
+
+	a->configured = 1;
+	auth_list_defaults(a, map);
+	if (auth_conf_check(a, err, sizeof(err)) == -1)
+		conf_error(ctx, map, "%s", err);
+}
+
+static const struct conf_key auth_keys[] = {
+	{ "provider", CONF_ENUM, OFF(auth_conf, provider), .def = "entra",
+	    .names = auth_provider_names },
+	{ "authority", CONF_STRING, OFF(auth_conf, authority),
+	    .def = "https://login.microsoftonline.com" },
+	{ "ca_file", CONF_STRING, OFF(auth_conf, ca_file),
+	    .check = check_readable },
+	{ "audiences", CONF_LIST, OFF(auth_conf, audiences),
+	    .item = CONF_STRING, .count = OFF(auth_conf, naudiences),
+	    .max = "16" },
+	{ "allowed_clients", CONF_LIST, OFF(auth_conf, allowed_clients),
+	    .item = CONF_STRING, .count = OFF(auth_conf, nallowed_clients),
+	    .max = "64" },
+	{ "required_scopes", CONF_LIST, OFF(auth_conf, required_scopes),
+	    .item = CONF_STRING, .count = OFF(auth_conf, nrequired_scopes),
+	    .max = "16" },
+	{ "allow_app_tokens", CONF_BOOL, OFF(auth_conf, allow_app_tokens),
+	    .def = "false" },
+	{ "roles", CONF_MAP, OFF(auth_conf, roles),
+	    .sub = &auth_roles_section },
+	{ "clock_skew", CONF_DURATION_S, OFF(auth_conf, clock_skew),
+	    .def = "120s", .min = "0", .max = "300s" },
+	{ "jwks_refresh", CONF_DURATION_S, OFF(auth_conf, jwks_refresh),
+	    .def = "1h", .min = "1m", .max = "1d" },
+};
+static const struct conf_section auth_section =
+    SECTION(auth_keys, auth_conf, auth_finish);
+
+/*
+ * The local provider mints its own tokens: only a client on this machine
+ * may reach it, so every listener must be on loopback.
+ */
+static void
+auth_local_loopback(struct conf_ctx *ctx, const struct conf_node *map,
+    const struct config *conf)
+{
+	const struct conf_node	*at;
+	size_t			 i;
+
+	if (conf->auth.provider != AUTH_PROVIDER_LOCAL)
+		return;
+	at = conf_node_get(conf_node_get(map, "auth"), "provider");
+	for (i = 0; at != NULL && i < conf->nlisten; i++) {
+		if (conf->listen[i].sslen == 0 || is_loopback_addr(
+		    (const struct sockaddr *)&conf->listen[i].ss))
+			continue;
+		conf_error(ctx, at, "auth.provider: local is for development "
+		    "and needs loopback listeners only, but listen[%zu] is "
+		    "%s", i, conf->listen[i].address);
+	}
+}
 /* log_shipping: Azure Monitor Logs (shipper*.c). */
 
 static const char *const ship_api_names[] = {
@@ -599,6 +801,7 @@ root_finish(struct conf_ctx *ctx, const struct conf_node *map, void *obj)
 		    conf->state_dir);
 		xasprintf(&tls->key, "%s/tls/key.pem", conf->state_dir);
 	}
+	auth_local_loopback(ctx, map, conf);
 	state_paths(conf->state_dir, &conf->keyring, &conf->storage);
 }
 
@@ -622,6 +825,11 @@ static const struct conf_key root_keys[] = {
 	    .sub = &metrics_section },
 	{ "control", CONF_MAP, OFF(config, control),
 	    .sub = &control_section },
+	{ "license", CONF_MAP, OFF(config, license),
+	    .sub = &license_section },
+	{ "notifications", CONF_MAP, OFF(config, notifications),
+	    .sub = &notifications_section },
+	{ "auth", CONF_MAP, OFF(config, auth), .sub = &auth_section },
 	{ "log_shipping", CONF_MAP, OFF(config, log_shipping),
 	    .sub = &ship_section },
 	{ "keyring", CONF_MAP, OFF(config, keyring),

@@ -11,6 +11,7 @@
 static json_t	*ctl_status(const struct ctl_peer *, json_t *, char **);
 static json_t	*ctl_reload(const struct ctl_peer *, json_t *, char **);
 static json_t	*ctl_check_config(const struct ctl_peer *, json_t *, char **);
+static json_t	*ctl_token(const struct ctl_peer *, json_t *, char **);
 static json_t	*ctl_shipping_status(const struct ctl_peer *, json_t *, char **);
 static json_t	*ctl_shipping_retry(const struct ctl_peer *, json_t *, char **);
 static json_t	*ctl_shipping_test(const struct ctl_peer *, json_t *, char **);
@@ -22,6 +23,8 @@ static const struct ctl_command ctl_commands[] = {
 	    "re-read the configuration and apply it only if it is valid" },
 	{ "check-config",	ctl_check_config,
 	    "parse the configuration file without applying it" },
+	{ "token",		ctl_token,
+	    "mint a development token (auth.provider: local only)" },
 	{ "shipping status",	ctl_shipping_status,
 	    "log shipping: queues, failures, dead letters" },
 	{ "shipping retry",	ctl_shipping_retry,
@@ -38,6 +41,12 @@ static const struct ctl_command ctl_commands[] = {
 	    "every action the audit trail records" },
 	{ "audit prune",	ctl_audit_prune,
 	    "remove records up to a seq, leaving a signed anchor" },
+	{ "notice publish",	ctl_notice_publish,
+	    "publish a notice to the customer" },
+	{ "notice update",	ctl_notice_update, "change a notice" },
+	{ "notice list",	ctl_notice_list, "list notices" },
+	{ "notice deliveries",	ctl_notice_deliveries,
+	    "webhook deliveries and their state" },
 	{ "keys status",	ctl_keys_status,
 	    "key terms, rewrap progress and store use" },
 	{ "keys rotate",	ctl_keys_rotate,
@@ -125,6 +134,65 @@ ctl_check_config(const struct ctl_peer *peer, json_t *args, char **error)
 		return NULL;
 	}
 	return json_pack("{s:s}", "config", ctl_config_path());
+}
+
+/* roles: an array of tenantd role names; 0 or -1 with *error set. */
+static int
+ctl_token_roles(json_t *list, unsigned *roles, char **error)
+{
+	json_t		*v;
+	size_t		 i;
+	unsigned	 role;
+
+	*roles = 0;
+	if (list == NULL)
+		return 0;
+	if (!json_is_array(list)) {
+		*error = xstrdup("roles must be a list of role names");
+		return -1;
+	}
+	json_array_foreach(list, i, v) {
+		if (!json_is_string(v) ||
+		    auth_role_parse(json_string_value(v), &role) == -1) {
+			*error = xstrdup("unknown role; roles are admin and "
+			    "auditor");
+			return -1;
+		}
+		*roles |= role;
+	}
+	return 0;
+}
+
+/* {"user": NAME, "roles": [...], "ttl": seconds} -> {"token": ...} */
+static json_t *
+ctl_token(const struct ctl_peer *peer, json_t *args, char **error)
+{
+	const char	*user;
+	json_t		*ttl, *result;
+	unsigned	 roles;
+	char		*token;
+
+	user = json_string_value(json_object_get(args, "user"));
+	ttl = json_object_get(args, "ttl");
+	if (user == NULL) {
+		*error = xstrdup("user is required");
+		return NULL;
+	}
+	if (ttl != NULL && (!json_is_integer(ttl) ||
+	    json_integer_value(ttl) <= 0)) {
+		*error = xstrdup("ttl must be a number of seconds");
+		return NULL;
+	}
+	if (ctl_token_roles(json_object_get(args, "roles"), &roles,
+	    error) == -1)
+		return NULL;
+	token = daemon_auth_mint(user, roles, ttl != NULL ?
+	    (uint64_t)json_integer_value(ttl) : 3600, error);
+	if (token == NULL)
+		return NULL;
+	result = json_pack("{s:s}", "token", token);
+	freezero_str(token);
+	return result;
 }
 
 /* Log shipping (shipper*.c). */

@@ -19,7 +19,9 @@
 #define ROTATE_CHECK_SECS	3600	/* how often the age is looked at */
 #define REWRAP_BATCH		256	/* values per write transaction */
 
-static const char *const daemon_dbs[] = { DAEMON_DB_VAULT_PENDING, AUDIT_DB,
+static const char *const daemon_dbs[] = { DAEMON_DB_VAULT_PENDING,
+    AUTH_STORE_DB, AUDIT_DB, LICENSE_DB, NOTICE_DB, NOTICE_OUTBOX_DB,
+    EVENTS_DB, EVENTS_DAYS_DB, EVENTS_USERS_DB, SETTINGS_DB, API_USERS_DB,
     SHIP_DB_QUEUE, SHIP_DB_DEAD, SHIP_DB_STATE, NULL };
 
 enum rewrap_state { REWRAP_IDLE, REWRAP_RUNNING, REWRAP_DONE, REWRAP_FAILED };

@@ -41,6 +41,9 @@ struct request {
 	int			 tls;
 	uint64_t		 start_us;
 	char			 id[65];
+	struct auth_principal	 principal;	/* once authenticated */
+	int			 authenticated;
+	struct jwks_waiter	*waiter;	/* parked for a key refresh */
 };
 
 struct bound {
@@ -521,6 +524,7 @@ static void
 request_free(struct request *req)
 {
 	route_params_free(req->params, req->nparams);
+	auth_principal_clear(&req->principal);
 	if (req->query_parsed)
 		evhttp_clear_headers(&req->query);
 	req->w->inflight--;
@@ -558,6 +562,12 @@ http_request_id(const struct request *req)
 	return req->id;
 }
 
+const char *
+http_scheme(const struct request *req)
+{
+	return req->tls ? "https" : "http";
+}
+
 /* A decoded query parameter; parsed on first use. */
 const char *
 http_query(struct request *req, const char *name)
@@ -590,6 +600,23 @@ struct event_base *
 http_base(const struct request *req)
 {
 	return req->w->base;
+}
+
+/* The main thread's base: the vault client lives there. */
+struct event_base *
+http_main_base(void)
+{
+	return http.main_base;
+}
+
+/* The peer's address, or NULL once the client has gone. */
+const struct sockaddr *
+http_peer(const struct request *req)
+{
+	struct evhttp_connection	*evcon;
+
+	evcon = evhttp_request_get_connection(req->ev);
+	return evcon != NULL ? evhttp_connection_get_addr(evcon) : NULL;
 }
 
 int
@@ -636,7 +663,7 @@ response_headers(struct request *req)
 		evhttp_add_header(h, "Access-Control-Expose-Headers",
 		    "ETag, Location, Retry-After, X-Request-Id");
 	}
-	if (req->w->stopping || conn_over_limit(req->conn))
+	if (req->w->stopping || conn_over_limit(conn_of(req->ev)))
 		evhttp_add_header(h, "Connection", "close");
 }
 
@@ -739,19 +766,49 @@ status_title(int status)
 	return "Error";
 }
 
+static json_t	*problem_json(struct request *, int, const char *,
+		    const char *);
+
 /* RFC 9457: type, title, status, detail, instance, plus our request id. */
 void
 http_problem(struct request *req, int status, const char *slug,
     const char *fmt, ...)
 {
-	char		 detail[512], type[96];
-	const char	*title;
+	char		 detail[512];
+	va_list		 ap;
+
+	va_start(ap, fmt);
+	vsnprintf(detail, sizeof(detail), fmt, ap);
+	va_end(ap);
+	http_reply_json_as(req, status, "application/problem+json",
+	    problem_json(req, status, slug, detail));
+}
+
+/* A problem with an "errors" member: [{pointer, detail}]; takes errors. */
+void
+http_problem_errors(struct request *req, int status, const char *slug,
+    json_t *errors, const char *fmt, ...)
+{
+	char		 detail[512];
 	json_t		*j;
 	va_list		 ap;
 
 	va_start(ap, fmt);
 	vsnprintf(detail, sizeof(detail), fmt, ap);
 	va_end(ap);
+	j = problem_json(req, status, slug, detail);
+	json_object_set_new(j, "errors", errors);
+	http_reply_json_as(req, status, "application/problem+json", j);
+}
+
+static json_t *
+problem_json(struct request *req, int status, const char *slug,
+    const char *detail)
+{
+	char		 type[96];
+	const char	*title;
+	json_t		*j;
+
 	snprintf(type, sizeof(type), "urn:tenantd:problem:%s", slug);
 	title = status_title(status);
 	j = json_pack("{s:s, s:s, s:i, s:s, s:s, s:s}", "type", type,
@@ -762,7 +819,7 @@ http_problem(struct request *req, int status, const char *slug,
 		j = json_pack("{s:s, s:s, s:i, s:s, s:s}", "type", type,
 		    "title", title, "status", status, "detail", detail,
 		    "request_id", req->id);
-	http_reply_json_as(req, status, "application/problem+json", j);
+	return j;
 }
 
 /* --- dispatch ------------------------------------------------------ */
@@ -792,6 +849,151 @@ http_preflight(struct request *req, const char *allow)
 	http_set_header(req, "Access-Control-Allow-Headers", CORS_HEADERS);
 	http_set_header(req, "Access-Control-Max-Age", max_age);
 	http_reply(req, 204, NULL, NULL, 0);
+}
+
+/* --- authentication ------------------------------------------------ */
+
+#define STATUS_CLIENT_GONE	499	/* metrics only: nothing was sent */
+
+const struct auth_principal *
+http_principal(const struct request *req)
+{
+	return req->authenticated ? &req->principal : NULL;
+}
+
+/* RFC 6750 2.3: a token in the URL ends up in logs and histories. */
+static int
+query_has_token(struct request *req)
+{
+	return http_query(req, "access_token") != NULL;
+}
+
+/* Which AUTH_ROLE_* bits satisfy a route's role (0: any principal). */
+static const struct {
+	unsigned	 any_of;
+	const char	*name;
+} role_needs[] = {
+	[ROLE_PUBLIC] = { 0, "public" },
+	[ROLE_USER] = { 0, "user" },
+	[ROLE_AUDITOR] = { AUTH_ROLE_AUDITOR | AUTH_ROLE_ADMIN, "auditor" },
+	[ROLE_ADMIN] = { AUTH_ROLE_ADMIN, "admin" },
+};
+
+/* 401 with a generic answer; the reason goes to the log and metrics. */
+static void
+auth_refuse(struct request *req, enum auth_result rv)
+{
+	metrics_auth_failure(req->w->index, rv);
+	log_fields(rv == AUTH_ERR_MISSING ? LOG_LEVEL_DEBUG : LOG_LEVEL_INFO,
+	    (struct log_field[]){ { "reason", auth_result_label(rv) },
+	    { "route", api_routes[req->route].pattern } }, 2,
+	    "token refused: %s", auth_result_label(rv));
+	http_set_header(req, "WWW-Authenticate",
+	    "Bearer error=\"invalid_token\"");
+	http_problem(req, 401, "unauthorized", "a valid bearer token is "
+	    "required");
+}
+
+/* The verdict on the token: 401, 403, or the route's handler. */
+static void
+auth_decide(struct request *req, enum auth_result rv)
+{
+	const struct route	*r = &api_routes[req->route];
+	unsigned		 need = role_needs[r->role].any_of;
+
+	if (rv != AUTH_OK) {
+		auth_refuse(req, rv);
+		return;
+	}
+	req->authenticated = 1;
+	if (need != 0 && (req->principal.roles & need) == 0) {
+		http_problem(req, 403, "forbidden", "this needs the %s role",
+		    role_needs[r->role].name);
+		return;
+	}
+	r->handler(req);
+}
+
+static enum auth_result
+auth_verify(struct request *req)
+{
+	struct auth	*a = daemon_auth();
+
+	if (a == NULL)
+		return AUTH_ERR_NOT_CONFIGURED;
+	return auth_verify_bearer(a, http_header(req, "Authorization"),
+	    &req->principal);
+}
+
+/* The key refresh the token's unknown kid started has ended. */
+static void
+auth_resume(void *arg)
+{
+	struct request	*req = arg;
+
+	struct evhttp_connection *evcon;
+
+	req->waiter = NULL;
+	if ((evcon = evhttp_request_get_connection(req->ev)) != NULL)
+		evhttp_connection_set_closecb(evcon, NULL, NULL);
+	log_set_request_id(req->id);
+	auth_decide(req, auth_verify(req));
+	log_set_request_id(NULL);
+}
+
+/*
+ * The connection went away while the request waited. When libevent has
+ * detached the request (the client closed), it is ours to free; when the
+ * whole evhttp is being freed (shutdown), libevent frees it after this.
+ */
+static void
+auth_conn_closed(struct evhttp_connection *evcon, void *arg)
+{
+	struct request	*req = arg;
+
+	jwks_wait_cancel(req->waiter);
+	req->waiter = NULL;
+	if (evhttp_request_get_connection(req->ev) == NULL)
+		evhttp_request_free(req->ev);
+	metrics_request(req->w->index, req->route, STATUS_CLIENT_GONE,
+	    now_usec() - req->start_us);
+	request_free(req);
+}
+
+/* Wait for the refresh in flight; 0 if none is (throttled or done). */
+static int
+auth_park(struct request *req)
+{
+	struct evhttp_connection *evcon;
+
+	if ((evcon = evhttp_request_get_connection(req->ev)) == NULL ||
+	    daemon_jwks() == NULL)
+		return 0;
+	req->waiter = jwks_wait_refresh(daemon_jwks(), req->w->base,
+	    auth_resume, req);
+	if (req->waiter == NULL)
+		return 0;
+	evhttp_connection_set_closecb(evcon, auth_conn_closed, req);
+	return 1;
+}
+
+/* Bearer token, in the worker; an unknown kid waits for new keys once. */
+static void
+http_authenticate(struct request *req)
+{
+	enum auth_result	rv;
+
+	if (query_has_token(req)) {
+		auth_decide(req, AUTH_ERR_QUERY_TOKEN);
+		return;
+	}
+	rv = auth_verify(req);
+	if (rv == AUTH_ERR_UNKNOWN_KID || rv == AUTH_ERR_NO_KEYS) {
+		if (auth_park(req))
+			return;
+		rv = auth_verify(req);	/* a refresh may have just ended */
+	}
+	auth_decide(req, rv);
 }
 
 /* Route the request; answer 404/405/403 here, else run the handler. */
@@ -829,10 +1031,7 @@ http_route(struct request *req, const char *method, const char *path)
 		return;
 	}
 	if (r->role != ROLE_PUBLIC) {
-		/* no authentication provider is wired: fail closed */
-		http_set_header(req, "WWW-Authenticate",
-		    "Bearer error=\"invalid_token\"");
-		http_problem(req, 401, "unauthorized", "a valid token is needed");
+		http_authenticate(req);
 		return;
 	}
 	r->handler(req);

@@ -64,6 +64,17 @@ void	 api_livez(struct request *);
 void	 api_readyz(struct request *);
 void	 api_metrics(struct request *);
 
+/* api-me.c */
+void	 api_me(struct request *);
+
+/* api-auth.c */
+void	 api_auth_keys(struct request *);
+void	 api_auth_refresh(struct request *);
+
+/* api-dev.c: the local provider's discovery documents */
+void	 api_dev_metadata(struct request *);
+void	 api_dev_jwks(struct request *);
+
 /* http.c: for handlers */
 const struct config *http_conf(const struct request *);
 const char	*http_header(const struct request *, const char *);
@@ -72,7 +83,12 @@ const char	*http_request_id(const struct request *);
 const char	*http_query(struct request *, const char *);
 const void	*http_body(struct request *, size_t *len);
 struct event_base *http_base(const struct request *);	/* for async work */
+struct event_base *http_main_base(void);	/* the vault client's */
+const struct sockaddr *http_peer(const struct request *);
 int		 http_peer_is_loopback(const struct request *);
+const char	*http_scheme(const struct request *);	/* "https", "http" */
+/* The caller's principal on routes with a role; NULL on public routes. */
+const struct auth_principal *http_principal(const struct request *);
 void		 http_set_header(struct request *, const char *, const char *);
 void		 http_reply(struct request *, int status, const char *ctype,
 		    const void *body, size_t len);
@@ -81,6 +97,47 @@ void		 http_reply_buffer(struct request *, int status,
 void		 http_reply_json(struct request *, int status, json_t *);
 void		 http_problem(struct request *, int status, const char *slug,
 		    const char *fmt, ...) PRINTFLIKE(4, 5);
+void		 http_problem_errors(struct request *, int status,
+		    const char *slug, json_t *errors, const char *fmt, ...)
+		    PRINTFLIKE(5, 6);
+
+/* api-json.c */
+json_t	*api_json_body(struct request *);
+void	 api_fail(struct request *, int status, json_t *errors,
+	    const char *err);
+
+/* api-common.c: shared by the data handlers */
+struct audit_record;
+int	 api_audit_begin(struct request *, struct audit_record *,
+	    const char *action);
+void	 api_store_problem(struct request *, int store_status);
+int	 api_run_on(struct event_base *, void (*)(void *), void *);
+void	 api_user_seen(struct request *);
+void	 api_user_forget(void);
+
+/* api-events.c */
+void	 api_events_post(struct request *);
+void	 api_events_summary(struct request *);
+
+/* api-settings.c */
+void	 api_settings_get(struct request *);
+void	 api_settings_put(struct request *);
+void	 api_settings_delete(struct request *);
+void	 api_settings_list(struct request *);
+
+/* api-subjects.c */
+void	 api_subject_export(struct request *);
+void	 api_subject_erase(struct request *);
+void	 api_reidentify(struct request *);
+
+/* api-license.c */
+void	 api_license_get(struct request *);
+void	 api_license_put(struct request *);
+
+/* api-notices.c */
+void	 api_notices_list(struct request *);
+void	 api_notices_publish(struct request *);
+void	 api_notices_update(struct request *);
 
 /* http.c: for the daemon */
 int	 http_start(struct event_base *main_base, struct config *,

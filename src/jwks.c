@@ -448,7 +448,9 @@ jwks_kick_event(evutil_socket_t fd, short what, void *arg)
 {
 	struct jwks	*j = arg;
 
-	if (j->fetch == NULL)
+	if (j->authority == NULL)	/* keys only from jwks_install() */
+		jwks_refresh_done(j);
+	else if (j->fetch == NULL)
 		jwks_fetch_start(j);
 }
 
@@ -478,10 +480,12 @@ jwks_new(struct event_base *base, struct httpc *httpc,
 	j = xcalloc(1, sizeof(*j));
 	j->base = base;
 	j->httpc = httpc;
-	j->authority = xstrdup(p->authority);
-	len = strlen(j->authority);
-	while (len > 0 && j->authority[len - 1] == '/')
-		j->authority[--len] = '\0';
+	if (p->authority != NULL) {
+		j->authority = xstrdup(p->authority);
+		len = strlen(j->authority);
+		while (len > 0 && j->authority[len - 1] == '/')
+			j->authority[--len] = '\0';
+	}
 	j->tenant_id = xstrdup(p->tenant_id);
 	j->ca_file = p->ca_file != NULL ? xstrdup(p->ca_file) : NULL;
 	j->refresh = p->refresh ? p->refresh : 3600;

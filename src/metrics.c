@@ -34,6 +34,7 @@ struct route_stats {
 
 struct shard {
 	struct route_stats	*routes;	/* api_nroutes + 1 (unmatched) */
+	uint64_t		 auth_failures[AUTH_RESULT_COUNT];
 };
 
 static struct shard	*shards;
@@ -77,6 +78,15 @@ metrics_request(size_t worker, int route, int status, uint64_t duration_us)
 			BUMP(rs->bucket[b], 1);
 	BUMP(rs->count, 1);
 	BUMP(rs->sum_us, duration_us);
+}
+
+void
+metrics_auth_failure(size_t worker, enum auth_result reason)
+{
+	if (shards == NULL || worker >= nshards ||
+	    (size_t)reason >= AUTH_RESULT_COUNT)
+		return;
+	BUMP(shards[worker].auth_failures[reason], 1);
 }
 
 static const char *
@@ -219,11 +229,53 @@ render_process(struct evbuffer *out)
 	    (long long)start_time);
 }
 
+static void
+render_auth(struct evbuffer *out)
+{
+	struct auth_stats	 st;
+	struct auth		*a = daemon_auth();
+	uint64_t		 n;
+	size_t			 r, s;
+
+	evbuffer_add_printf(out,
+	    "# HELP tenantd_auth_failures_total Requests refused for their "
+	    "token, by reason.\n"
+	    "# TYPE tenantd_auth_failures_total counter\n");
+	for (r = AUTH_OK + 1; r < AUTH_RESULT_COUNT; r++) {
+		for (n = 0, s = 0; s < nshards; s++)
+			n += READ(shards[s].auth_failures[r]);
+		if (n > 0)
+			evbuffer_add_printf(out, "tenantd_auth_failures_total"
+			    "{reason=\"%s\"} %llu\n", auth_result_label(r),
+			    (unsigned long long)n);
+	}
+	if (a == NULL)
+		return;
+	auth_get_stats(a, &st);
+	evbuffer_add_printf(out,
+	    "# HELP tenantd_auth_cache_hits_total Tokens found verified in "
+	    "the cache.\n"
+	    "# TYPE tenantd_auth_cache_hits_total counter\n"
+	    "tenantd_auth_cache_hits_total %llu\n"
+	    "# HELP tenantd_auth_cache_misses_total Tokens not in the "
+	    "cache.\n"
+	    "# TYPE tenantd_auth_cache_misses_total counter\n"
+	    "tenantd_auth_cache_misses_total %llu\n"
+	    "# HELP tenantd_auth_signature_checks_total RSA signature "
+	    "verifications.\n"
+	    "# TYPE tenantd_auth_signature_checks_total counter\n"
+	    "tenantd_auth_signature_checks_total %llu\n",
+	    (unsigned long long)st.cache_hits,
+	    (unsigned long long)st.cache_misses,
+	    (unsigned long long)st.verifications);
+}
+
 /* One row per metric family; later subsystems add theirs here. */
 static void (*const renderers[])(struct evbuffer *) = {
 	render_build,
 	render_requests,
 	render_durations,
+	render_auth,
 	render_process,
 	shipper_metrics_render,
 	daemon_store_metrics,

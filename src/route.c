@@ -18,13 +18,15 @@ static int
 segment_match(const char *pat, size_t plen, const char *seg, size_t slen,
     struct route_param *param)
 {
-	char	*decoded;
+	char	*decoded, *raw;
 	size_t	 dlen;
 
 	if (plen >= 2 && pat[0] == '{' && pat[plen - 1] == '}') {
 		if (slen == 0 || slen > SEGMENT_MAX)
 			return 0;
-		decoded = evhttp_uridecode(seg, 0, &dlen);
+		raw = xstrndup(seg, slen);	/* this segment only */
+		decoded = evhttp_uridecode(raw, 0, &dlen);
+		free(raw);
 		if (decoded == NULL)
 			return 0;
 		if (dlen == 0 || strlen(decoded) != dlen) {	/* NUL inside */

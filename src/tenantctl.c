@@ -38,6 +38,8 @@ struct command {
 static void	print_status(json_t *);
 static void	print_reload(json_t *);
 static void	print_check_config(json_t *);
+static int	parse_token(int, char **, json_t *);
+static void	print_token(json_t *);
 static void	print_shipping_status(json_t *);
 static void	print_shipping_retry(json_t *);
 static int	parse_shipping_test(int, char **, json_t *);
@@ -57,6 +59,9 @@ static const struct command commands[] = {
 	    NULL, print_reload, NULL },
 	{ "check-config", "", "check the daemon's configuration file",
 	    NULL, print_check_config, NULL },
+	{ "token", "--user NAME [--roles admin,auditor] [--ttl 1h]",
+	    "print a development token (auth.provider: local)",
+	    parse_token, print_token, NULL },
 	{ "shipping status", "", "log shipping queues and dead letters",
 	    NULL, print_shipping_status, NULL },
 	{ "shipping retry", "", "re-send dead-lettered log records",
@@ -76,6 +81,17 @@ static const struct command commands[] = {
 	    tctl_print_audit_actions, NULL },
 	{ "audit prune", "SEQ", "remove records through SEQ (signed anchor)",
 	    tctl_parse_audit_prune, print_result, NULL },
+	{ "notice publish", "--kind K --severity S --title T [--body B] "
+	    "[--starts-at T] [--ends-at T]", "publish a notice",
+	    ctl_parse_notice_publish, ctl_print_notice, NULL },
+	{ "notice update", "ID [--title T] [--body B] [--kind K] "
+	    "[--severity S] [--starts-at T|none] [--ends-at T|none]",
+	    "change a notice", ctl_parse_notice_update, ctl_print_notice,
+	    NULL },
+	{ "notice list", "[--since T]", "list notices",
+	    ctl_parse_notice_list, ctl_print_notice_list, NULL },
+	{ "notice deliveries", "", "webhook deliveries and their state",
+	    NULL, ctl_print_notice_deliveries, NULL },
 	{ "keys status", "", "key terms, rewrap progress, store use",
 	    NULL, print_keys_status, NULL },
 	{ "keys rotate", "", "make a new active data key term",
@@ -463,6 +479,75 @@ keys_recover(const char *file, json_t *args)
 		fprintf(stderr, "tenantctl: keys recover: %s\n", err);
 	conf_unref(conf);
 	return rv == 0 ? 0 : EXIT_FAILED;
+}
+
+/* Only the token, so that TOKEN=$(tenantctl token --user alice) works. */
+static void
+print_token(json_t *r)
+{
+	printf("%s\n", get_str(r, "token"));
+}
+
+static const struct {
+	char		unit;
+	long long	seconds;
+} ttl_units[] = {
+	{ 's', 1 }, { 'm', 60 }, { 'h', 3600 }, { 'd', 86400 },
+};
+
+/* "90", "90s", "15m", "1h", "1d"; -1 when malformed. */
+static long long
+parse_ttl(const char *s)
+{
+	char		*end;
+	long long	 n;
+	size_t		 i;
+
+	errno = 0;
+	n = strtoll(s, &end, 10);
+	if (errno != 0 || end == s || n <= 0 || n > 366LL * 86400)
+		return -1;
+	if (*end == '\0')
+		return n;
+	for (i = 0; i < nitems(ttl_units); i++)
+		if (end[0] == ttl_units[i].unit && end[1] == '\0')
+			return n * ttl_units[i].seconds;
+	return -1;
+}
+
+static int
+parse_roles(const char *s, json_t *args)
+{
+	json_t	*roles = json_array();
+	char	*copy = xstrdup(s), *p = copy, *name;
+
+	while ((name = strsep(&p, ",")) != NULL)
+		if (*name != '\0')
+			json_array_append_new(roles, json_string(name));
+	free(copy);
+	json_object_set_new(args, "roles", roles);
+	return 0;
+}
+
+static int
+parse_token(int argc, char **argv, json_t *args)
+{
+	long long	ttl;
+	int		i;
+
+	for (i = 0; i + 1 < argc; i += 2) {
+		if (strcmp(argv[i], "--user") == 0)
+			json_object_set_new(args, "user",
+			    json_string(argv[i + 1]));
+		else if (strcmp(argv[i], "--roles") == 0)
+			parse_roles(argv[i + 1], args);
+		else if (strcmp(argv[i], "--ttl") == 0 &&
+		    (ttl = parse_ttl(argv[i + 1])) > 0)
+			json_object_set_new(args, "ttl", json_integer(ttl));
+		else
+			return -1;
+	}
+	return i == argc && json_object_get(args, "user") != NULL ? 0 : -1;
 }
 
 static void DEAD

@@ -126,6 +126,8 @@ daemon_reload(char **errors)
 	http_reconfigure(conf, ctx);
 	daemon_store_reload(conf);
 	SSL_CTX_free(ctx);		/* the workers hold their references */
+	license_reload(conf);
+	notice_reload(tenantd.conf, conf);
 	conf_unref(tenantd.conf);
 	tenantd.conf = conf;
 	if (!tenantd.debug)
@@ -259,6 +261,7 @@ start(void)
 	if (vault_client_start(tenantd.base, tenantd.conf, err,
 	    sizeof(err)) == -1)
 		fatalx("cannot start: %s", err);
+	daemon_auth_init(tenantd.base, tenantd.conf);
 	if (uses_tls(tenantd.conf) &&
 	    (ctx = tls_setup(tenantd.conf, err, sizeof(err))) == NULL)
 		fatalx("%s", err);
@@ -270,13 +273,18 @@ start(void)
 		    tenantd.conf->control.socket);
 	signals_start();
 	watchdog_start();
+	license_start(daemon_store(), tenantd.conf);
+	notice_start(tenantd.base, daemon_store(), tenantd.conf);
 	shipper_start(tenantd.base, tenantd.conf, daemon_store()); /* logs */
 }
 
 static void
 stop(void)
 {
+	notice_stop();
+	license_stop();
 	control_shutdown();
+	daemon_auth_free();		/* before the store it saves keys in */
 	shipper_stop();
 	vault_client_stop();
 	daemon_store_stop();

@@ -126,6 +126,68 @@ struct control_conf {
 	char		*group;		/* admin group; NULL: root only */
 };
 
+/* license.c: the license section */
+struct license_conf {
+	char		**trusted_keys;	/* PEM paths or inline PEM */
+	size_t		  ntrusted_keys;
+	uint64_t	  grace;	/* s after valid_until */
+};
+
+/* notice.c, notice-webhook.c: the notifications section */
+enum webhook_format {
+	WEBHOOK_JSON = 0,	/* signed JSON */
+	WEBHOOK_TEAMS,		/* Teams Workflows, Adaptive Card */
+};
+
+struct webhook_conf {
+	char		*url;
+	int		*kinds;		/* enum notice_kind; none: all */
+	size_t		 nkinds;
+	int		 format;	/* enum webhook_format */
+	char		*secret_file;	/* secret reference, resolved */
+	char		*ca_file;	/* extra CAs for the receiver */
+};
+
+struct notifications_conf {
+	struct webhook_conf	*webhooks;
+	size_t			 nwebhooks;
+	uint64_t		 retry_for;	/* s, then failed */
+	uint64_t		 retry_backoff;	/* ms, the first retry */
+};
+
+/* auth: (defined here for struct config; see auth.c below) */
+enum auth_provider {
+	AUTH_PROVIDER_ENTRA = 0,
+	AUTH_PROVIDER_LOCAL,
+};
+
+/*
+ * auth.roles: for each tenantd role (index i is AUTH_ROLE_* bit 1 << i,
+ * in the order of auth_role_name), the Entra app-role values that grant it.
+ */
+#define AUTH_NROLES		2
+struct auth_roles_conf {
+	char		**values[AUTH_NROLES];
+	size_t		  nvalues[AUTH_NROLES];
+};
+
+struct auth_conf {
+	int			 configured;	/* an auth: section was given */
+	enum auth_provider	 provider;
+	char			*authority;	/* default public cloud */
+	char			*ca_file;	/* extra CAs for the authority */
+	char			**audiences;
+	size_t			  naudiences;
+	char			**allowed_clients;	/* azp/appid; 0: any */
+	size_t			  nallowed_clients;
+	char			**required_scopes;
+	size_t			  nrequired_scopes;
+	int			  allow_app_tokens;
+	struct auth_roles_conf	  roles;
+	uint64_t		  clock_skew;	/* s; default 120, max 300 */
+	uint64_t		  jwks_refresh;	/* s; default 3600 */
+};
+
 /* log_shipping: (shipper*.c), see docs/azure/LOG-ANALYTICS.md */
 enum ship_api {
 	SHIP_API_LOGS_INGESTION = 0,
@@ -227,10 +289,13 @@ struct config {
 	struct cors_conf	 cors;
 	struct metrics_conf	 metrics;
 	struct control_conf	 control;
+	struct auth_conf	 auth;
 	struct log_shipping_conf log_shipping;
 	struct keyring_conf	 keyring;
 	struct storage_conf	 storage;
 	struct vault_conf	 vault;
+	struct license_conf	 license;
+	struct notifications_conf notifications;
 };
 
 /* The vault's own configuration (tenantd-vault -c FILE). */
@@ -641,6 +706,7 @@ void	 metrics_init(size_t nworkers);
 void	 metrics_request(size_t worker, int route, int status,
 	    uint64_t duration_us);
 void	 metrics_render(struct evbuffer *);
+/* metrics_auth_failure() is declared after enum auth_result, below. */
 
 /* ready.c */
 enum ready_state {
@@ -886,7 +952,8 @@ typedef void (*jwks_save_fn)(const char *json, size_t len, void *arg);
 typedef char *(*jwks_load_fn)(size_t *len, void *arg);	/* malloc'd */
 
 struct jwks_params {
-	const char	*authority;	/* https://login.microsoftonline.com */
+	const char	*authority;	/* https://login.microsoftonline.com;
+					   NULL: keys only from jwks_install */
 	const char	*tenant_id;
 	const char	*ca_file;	/* may be NULL */
 	uint64_t	 refresh;	/* s, background refresh period */
@@ -954,37 +1021,11 @@ char		*base64url_encode(const unsigned char *in, size_t len);
 #define AUTH_ROLE_ADMIN		0x01
 #define AUTH_ROLE_AUDITOR	0x02
 
-enum auth_provider {
-	AUTH_PROVIDER_ENTRA = 0,
-	AUTH_PROVIDER_LOCAL,
-};
-
-struct auth_role_map {
-	char		*claim;		/* Entra app-role value */
-	unsigned	 role;		/* AUTH_ROLE_* */
-};
-
-struct auth_conf {
-	enum auth_provider	 provider;
-	char			*authority;	/* default public cloud */
-	char			*ca_file;	/* extra CAs for the authority */
-	char			**audiences;
-	size_t			  naudiences;
-	char			**allowed_clients;	/* azp/appid; 0: any */
-	size_t			  nallowed_clients;
-	char			**required_scopes;
-	size_t			  nrequired_scopes;
-	int			  allow_app_tokens;
-	struct auth_role_map	 *roles;
-	size_t			  nroles;
-	uint64_t		  clock_skew;	/* s; default 120, max 300 */
-	uint64_t		  jwks_refresh;	/* s; default 3600 */
-};
-
 enum auth_result {
 	AUTH_OK = 0,
 	AUTH_ERR_MISSING,		/* no Authorization header */
 	AUTH_ERR_SCHEME,		/* not "Bearer <token>" */
+	AUTH_ERR_QUERY_TOKEN,		/* access_token in the query string */
 	AUTH_ERR_TOO_LARGE,
 	AUTH_ERR_MALFORMED,		/* not three parts */
 	AUTH_ERR_BASE64,
@@ -1007,6 +1048,7 @@ enum auth_result {
 	AUTH_ERR_APP_TOKEN,
 	AUTH_ERR_CLIENT,
 	AUTH_ERR_CLAIMS,		/* a claim of the wrong type or size */
+	AUTH_ERR_NOT_CONFIGURED,	/* no auth: section */
 	AUTH_ERR_INTERNAL,
 	AUTH_RESULT_COUNT
 };
@@ -1061,6 +1103,291 @@ enum auth_result auth_check_shape(const char *token, size_t len,
 enum auth_result auth_check_claims(struct auth *,
 		    const struct jwks_keyset *, json_t *payload,
 		    struct auth_principal *);
+
+/*
+ * json-input.c: request bodies and command arguments checked against a
+ * table-driven schema; problems collected as [{pointer, detail}] (RFC 9457
+ * "errors"). See the top of json-input.c for the whole interface.
+ */
+#define JIN_MAX_DEPTH		32
+#define JIN_POINTER_MAX		256
+
+enum jin_type {
+	JIN_STRING,		/* min/max: characters; charset: bytes */
+	JIN_INT,		/* min/max: value */
+	JIN_BOOL,
+	JIN_TIME,		/* RFC 3339 UTC string */
+	JIN_ENUM,		/* a string from names */
+	JIN_ARRAY,		/* min/max: item count; items: each item */
+	JIN_OBJECT,		/* sub: the nested schema */
+	JIN_ANY,
+};
+
+#define JIN_REQUIRED	0x01
+#define JIN_NULLABLE	0x02
+#define JIN_MULTILINE	0x04	/* strings: newlines and tabs allowed */
+
+struct jin_schema;
+struct jin_field {
+	const char		*name;
+	enum jin_type		 type;
+	int			 flags;
+	int64_t			 min, max;
+	const char		*charset;	/* allowed bytes, or NULL */
+	const char		*charset_name;	/* for the message */
+	const char *const	*names;		/* JIN_ENUM, NULL-ended */
+	const struct jin_field	*items;		/* JIN_ARRAY */
+	const struct jin_schema	*sub;		/* JIN_OBJECT */
+	/* extra check of a scalar: 0, or -1 with detail set */
+	int			(*check)(json_t *, char *detail, size_t);
+};
+
+struct jin_schema {
+	const struct jin_field	*fields;
+	size_t			 nfields;
+	int			 allow_unknown;
+};
+
+json_t	*jin_errors(void);
+void	 jin_error(json_t *errors, const char *pointer, const char *, ...)
+	    PRINTFLIKE(3, 4);
+json_t	*jin_parse(const char *, size_t, json_t *errors);
+int	 jin_check(json_t *, const struct jin_schema *, const char *pointer,
+	    json_t *errors);
+int	 jin_time_parse(const char *, int64_t *epoch_s);
+int	 jin_time_usec(const char *, uint64_t *usec);
+
+/*
+ * license.c: the vendor license (Ed25519-signed, checked against
+ * license.trusted_keys), kept in the store. Premium features ask
+ * license_feature_enabled(); nothing else depends on the license.
+ */
+#define LICENSE_DB		"license"
+#define LICENSE_FEATURES_MAX	64
+
+enum license_state {
+	LICENSE_UNLICENSED = 0,
+	LICENSE_VALID,
+	LICENSE_GRACE,
+	LICENSE_EXPIRED,
+};
+
+struct evp_pkey_st;
+struct store;
+void	 license_start(struct store *, const struct config *);
+void	 license_reload(const struct config *);
+void	 license_stop(void);
+int	 license_install(json_t *doc, const char *tenant_id, json_t *errors,
+	    char *err, size_t errlen);	/* 0 or an HTTP status */
+json_t	*license_status_json(void);
+int	 license_feature_enabled(const char *feature);
+char	*license_canonical(json_t *license, size_t *len);
+int	 license_check_shape(json_t *doc, json_t *errors);
+enum license_state license_state_at(int64_t now, int64_t valid_from,
+	    int64_t valid_until, uint64_t grace);
+const char *license_state_name(enum license_state);
+struct evp_pkey_st *license_key_load(const char *ref, char *err, size_t);
+
+/*
+ * notice.c: notices to the customer (admin-written and tenantd's own),
+ * kept in the store; notice-webhook.c: their durable delivery to the
+ * configured webhooks through an outbox in the store.
+ */
+#define NOTICE_DB		"notices"
+#define NOTICE_OUTBOX_DB	"notice_outbox"
+#define NOTICE_LIST_MAX		500
+#define NOTICE_TITLE_MAX	200
+#define NOTICE_BODY_MAX		8000
+
+enum notice_kind {
+	NOTICE_SECURITY = 0,
+	NOTICE_MAINTENANCE,
+	NOTICE_INCIDENT,
+	NOTICE_CHANGE,
+};
+extern const char *const notice_kind_names[];	/* NULL-terminated */
+extern const char *const notice_severity_names[];
+
+void	 notice_start(struct event_base *, struct store *, struct config *);
+void	 notice_reload(const struct config *old, struct config *);
+void	 notice_stop(void);	/* a clean stop: clears the start marker */
+int	 notice_publish(json_t *fields, const char *source, json_t **notice,
+	    json_t *errors, char *err, size_t);	/* 0 or an HTTP status */
+int	 notice_update(const char *id, json_t *fields, json_t **notice,
+	    json_t *errors, char *err, size_t);	/* 0 or an HTTP status */
+json_t	*notice_list(uint64_t since_us, char *err, size_t);
+int	 notice_publish_system(const char *kind, const char *severity,
+	    const char *title, const char *body);	/* any thread */
+int	 notice_publish_system_once(const char *dedup, const char *kind,
+	    const char *severity, const char *title, const char *body);
+
+char	*notice_meta_get(const char *name);
+int	 notice_meta_put(const char *name, const char *value);
+void	 notice_set_store(struct store *);
+
+/* ctl-notice.c */
+json_t	*ctl_notice_publish(const struct ctl_peer *, json_t *, char **);
+json_t	*ctl_notice_update(const struct ctl_peer *, json_t *, char **);
+json_t	*ctl_notice_list(const struct ctl_peer *, json_t *, char **);
+json_t	*ctl_notice_deliveries(const struct ctl_peer *, json_t *, char **);
+
+/* tenantctl-notice.c: tenantctl's parse and print of those commands */
+int	 ctl_parse_notice_publish(int, char **, json_t *);
+int	 ctl_parse_notice_update(int, char **, json_t *);
+int	 ctl_parse_notice_list(int, char **, json_t *);
+void	 ctl_print_notice(json_t *);
+void	 ctl_print_notice_list(json_t *);
+void	 ctl_print_notice_deliveries(json_t *);
+
+/* notice-webhook.c */
+struct store_batch;
+void	 webhook_start(struct event_base *, struct store *, struct config *);
+void	 webhook_reload(struct config *);
+void	 webhook_stop(void);
+int	 webhook_enqueue(struct store_batch *, json_t *notice,
+	    const char *event);	/* in the notice's own batch */
+void	 webhook_kick(void);	/* any thread: deliver what is due */
+json_t	*webhook_deliveries_json(size_t limit);
+char	*webhook_payload(const struct webhook_conf *, json_t *notice,
+	    const char *event, const char *delivery_id, const char *tenant);
+void	 webhook_signature(const void *secret, size_t secretlen,
+	    int64_t t, const char *body, size_t len, char *out, size_t);
+
+/*
+ * auth-local.c: the development provider (auth.provider: local). An RSA
+ * signing key kept in the state directory, the key set and OpenID
+ * metadata it publishes, and the tokens tenantctl token mints with it.
+ */
+#define AUTH_LOCAL_AUDIENCE	"api://tenantd-local"
+#define AUTH_LOCAL_SCOPE	"access_as_user"
+#define AUTH_LOCAL_CLIENT	"tenantctl"	/* azp of minted tokens */
+#define AUTH_LOCAL_KEY_FILE	"auth-local-key.pem"	/* in state_dir */
+#define AUTH_LOCAL_TTL_MAX	(24 * 3600)
+#define AUTH_LOCAL_USER_MAX	64
+
+struct auth_local;
+
+struct auth_local *auth_local_open(const char *state_dir,
+		    const char *tenant_id, char *err, size_t errlen);
+void		 auth_local_free(struct auth_local *);
+const char	*auth_local_issuer(const struct auth_local *);
+char		*auth_local_keyset(const struct auth_local *, size_t *len);
+json_t		*auth_local_jwks(const struct auth_local *);
+json_t		*auth_local_metadata(const struct auth_local *,
+		    const char *base_url);
+char		*auth_local_mint(const struct auth_local *,
+		    const struct auth_conf *, const char *user, unsigned roles,
+		    uint64_t ttl, char *err, size_t errlen);
+
+/*
+ * auth-store.c: what authentication keeps in the store and the keyring:
+ * the last good JWKS (the jwks save/load hooks) and pseudonyms (the auth
+ * pseudonymizer).
+ */
+#define AUTH_STORE_DB		"auth"		/* the store's database */
+#define AUTH_STORE_JWKS_KEY	"jwks"
+
+struct auth_store {
+	struct store		*store;
+	struct event_base	*base;		/* NULL: write synchronously */
+};
+
+void	 auth_store_save_jwks(const char *json, size_t len, void *arg);
+char	*auth_store_load_jwks(size_t *len, void *arg);
+int	 auth_store_pseudonym(const char *tid, const char *oid, char *out,
+	    size_t outlen, void *keyring);
+
+/* metrics.c: refused tokens, per event-loop thread. */
+void	 metrics_auth_failure(size_t worker, enum auth_result);
+
+/* daemon-auth.c: authentication as the running daemon has it. */
+void		 daemon_auth_init(struct event_base *, struct config *);
+void		 daemon_auth_free(void);
+struct auth	*daemon_auth(void);
+struct jwks	*daemon_jwks(void);
+const struct auth_local *daemon_auth_local(void);	/* NULL: not local */
+char		*daemon_auth_mint(const char *user, unsigned roles,
+		    uint64_t ttl, char **error);
+
+/*
+ * events.c: usage events, their per-day aggregates and distinct-user
+ * markers in the store (key layout at the top of events.c).
+ */
+#define API_USERS_DB		"users"	/* pseudonyms the vault knows */
+#define EVENTS_DB		"events"
+#define EVENTS_DAYS_DB		"event_days"
+#define EVENTS_USERS_DB		"event_users"
+#define EVENTS_BATCH_MAX	500
+#define EVENTS_NAME_MAX		64
+#define EVENTS_NAME_CHARS	"abcdefghijklmnopqrstuvwxyz0123456789._-"
+#define EVENTS_PROPS_MAX	16
+#define EVENTS_PROP_LEN		256
+#define EVENTS_METRICS_MAX	16
+#define EVENTS_PAST_MAX		(7 * 86400)	/* s a ts may lie back */
+#define EVENTS_FUTURE_MAX	300		/* s a ts may lie ahead */
+#define EVENTS_KEY_MAX		192
+
+enum events_group { EVENTS_BY_NAME = 0, EVENTS_BY_APP, EVENTS_BY_DAY };
+
+struct events_query {
+	char		 from[11], to[11];	/* YYYY-MM-DD, inclusive */
+	int		 group_by;		/* enum events_group */
+	char		 app[EVENTS_NAME_MAX + 1];	/* "": all */
+	char		 name[EVENTS_NAME_MAX + 1];
+};
+
+int	 events_looks_like_address(const char *);
+int	 events_check(json_t *body, uint64_t now_us, json_t *errors);
+void	 events_agg_merge(json_t *agg, json_t *delta);
+struct store_batch *events_batch(struct store *, const char *pseudonym,
+	    json_t *events);
+int	 events_days(const char *from, const char *to, int64_t *, int64_t *);
+json_t	*events_summary(struct store *, const struct events_query *,
+	    int *status);
+int	 events_subject_export(struct store *, const char *pseudonym,
+	    json_t **events);
+int	 events_subject_erase(struct store *, struct store_batch *,
+	    const char *pseudonym, size_t *events, size_t *markers);
+
+/*
+ * settings.c: web-part settings by scope (tenant, site:ID, user) with
+ * strong ETags; conditional writes are decided in the write transaction.
+ */
+#define SETTINGS_DB		"settings"
+#define SETTINGS_VALUE_MAX	(64 * 1024)	/* bytes of compact JSON */
+#define SETTINGS_KEY_MAX	128
+#define SETTINGS_KEY_CHARS	"abcdefghijklmnopqrstuvwxyz" \
+				"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-"
+#define SETTINGS_SITE_MAX	128
+#define SETTINGS_SITE_CHARS	SETTINGS_KEY_CHARS ","
+#define SETTINGS_RKEY_MAX	(2 + SETTINGS_SITE_MAX + 1 + \
+				SETTINGS_KEY_MAX + 1)
+#define SETTINGS_ETAG_LEN	32	/* "16hex8hex" quoted, NUL */
+#define SETTINGS_LIST_MAX	1000
+
+struct settings_write {
+	char		 key[SETTINGS_RKEY_MAX];	/* record key */
+	json_t		*value;		/* NULL: delete */
+	const char	*if_match;	/* header values, or NULL */
+	const char	*if_none_match;
+	/* results */
+	char		*record;
+	char		 etag[SETTINGS_ETAG_LEN];
+	char		 updated_at[40];
+	int		 existed;
+	int		 status;	/* 404, 412 or 428 when refused */
+};
+
+int	 settings_key_ok(const char *);
+int	 settings_scope_prefix(const char *scope, const char *pseudonym,
+	    char *out, size_t outlen);
+void	 settings_write_add(struct store_batch *, struct settings_write *);
+void	 settings_write_clear(struct settings_write *);
+int	 settings_get(struct store *, const char *key, json_t **record);
+int	 settings_list(struct store *, const char *prefix, const char *after,
+	    size_t limit, int values, json_t **items, int *more);
+int	 settings_subject_erase(struct store *, struct store_batch *,
+	    const char *pseudonym, size_t *n);
 
 /*
  * shipper.c, shipper-*.c: log shipping to Azure Monitor Logs. One thread

@@ -49,10 +49,8 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	conf.nrequired_scopes = 1;
 	conf.allowed_clients = one("08e18876-6177-487e-b8b5-cf950c1e598c");
 	conf.nallowed_clients = 1;
-	conf.roles = xcalloc(1, sizeof(*conf.roles));
-	conf.roles[0].claim = xstrdup("Tenantd.Admin");
-	conf.roles[0].role = AUTH_ROLE_ADMIN;
-	conf.nroles = 1;
+	conf.roles.values[0] = one("Tenantd.Admin");
+	conf.roles.nvalues[0] = 1;
 	conf.allow_app_tokens = 1;
 	conf.clock_skew = 120;
 	base = event_base_new();

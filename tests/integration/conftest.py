@@ -9,6 +9,7 @@ import os
 import pathlib
 import shutil
 import signal as signals
+import socket
 import subprocess
 import tempfile
 import threading
@@ -27,6 +28,12 @@ TENANTCTL = os.environ.get("TENANTCTL_BIN") or str(BUILD / "tenantctl")
 TENANTD_VAULT = os.environ.get("TENANTD_VAULT_BIN") or str(BUILD / "tenantd-vault")
 TENANT_ID = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 START_TIMEOUT = 20
+# Contract test: TENANTD_VIA_PRISM=1 puts a Prism proxy (validating every
+# request and response against docs/openapi.yaml, --errors) in front of
+# each daemon; Daemon.url() then points at it. PRISM_BIN names prism.
+VIA_PRISM = os.environ.get("TENANTD_VIA_PRISM") == "1"
+PRISM_BIN = os.environ.get("PRISM_BIN") or "prism"
+OPENAPI = TOP / "docs" / "openapi.yaml"
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
 
 
@@ -142,6 +149,7 @@ class Daemon:
             "http": {"workers": 2},
             "cors": {"allowed_origins": ["https://contoso.sharepoint.com"]},
             "control": {"socket": str(self.dir / "run" / "control.sock")},
+            "auth": {"provider": "local"},
             # An external vault nobody runs unless a test starts one: the
             # vault check is degraded (ready) and puts are queued.
             "vault": {"mode": "external",
@@ -153,6 +161,7 @@ class Daemon:
         self.lines = []
         self.raw = []
         self.listeners = []
+        self.prism = None
         self._lock = threading.Lock()
 
     def write_config(self, conf=None, text=None):
@@ -182,7 +191,45 @@ class Daemon:
             self.wait_log(lambda l: l.get("msg") == "ready", START_TIMEOUT)
             self.listeners = [(l["scheme"], l["listen"]) for l in self.snapshot()
                               if "listen" in l and l.get("msg", "").startswith("listening")]
+            if VIA_PRISM:
+                self.prism_start()
         return self
+
+    def prism_start(self, timeout=60):
+        """A Prism proxy in front of the HTTPS listener, failing on violations."""
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        sock.close()
+        env = dict(os.environ, NODE_EXTRA_CA_CERTS=str(self.certs.ca))
+        self.prism_log = open(self.dir / "prism.log", "wb")
+        self.prism = subprocess.Popen(
+            [PRISM_BIN, "proxy", str(OPENAPI), "https://%s" % self.address("https"),
+             "--errors", "--host", "127.0.0.1", "--port", str(port)],
+            stdin=subprocess.DEVNULL, stdout=self.prism_log, stderr=subprocess.STDOUT, env=env)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.prism.poll() is None, "prism exited:\n" + (self.dir / "prism.log").read_text()
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                self.prism_port = port
+                return
+            except OSError:
+                time.sleep(0.2)
+        raise AssertionError("prism did not listen within %ss" % timeout)
+
+    def prism_stop(self):
+        if getattr(self, "prism", None) is None:
+            return
+        if self.prism.poll() is None:
+            self.prism.terminate()
+            try:
+                self.prism.wait(10)
+            except subprocess.TimeoutExpired:
+                self.prism.kill()
+                self.prism.wait()
+        self.prism_log.close()
+        self.prism = None
 
     def snapshot(self):
         with self._lock:
@@ -223,7 +270,11 @@ class Daemon:
         host, port = a.rsplit(":", 1)
         return host.strip("[]"), int(port)
 
-    def url(self, path, scheme="https"):
+    def url(self, path, scheme="https", direct=False):
+        """The URL of path; through the Prism proxy when one runs, unless
+        direct (requests that break the document on purpose go direct)."""
+        if getattr(self, "prism", None) is not None and scheme == "https" and not direct:
+            return "http://127.0.0.1:%d%s" % (self.prism_port, path)
         return "%s://%s%s" % (scheme, self.address(scheme), path)
 
     def session(self):
@@ -242,6 +293,7 @@ class Daemon:
         self.proc.send_signal(sig)
 
     def stop(self, sig=signals.SIGTERM, timeout=30):
+        self.prism_stop()
         if self.proc is None or self.proc.poll() is not None:
             return self.proc.returncode if self.proc else None
         self.proc.send_signal(sig)
@@ -264,6 +316,7 @@ class Daemon:
             assert marker not in text, "sanitizer report from tenantd:\n" + text[-6000:]
 
     def kill(self):
+        self.prism_stop()
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
@@ -298,6 +351,23 @@ def tenantd(tmp_path, certs):
         if d.proc is not None and d.proc.poll() is None:
             d.stop()        # gracefully, so a sanitizer build reports leaks
         d.check_sanitizers()
+
+
+@pytest.fixture
+def auth_token():
+    """Factory: auth_token(daemon, user="alice", roles=["admin"]) -> str, a
+    bearer token minted by `tenantctl token` (the daemon must run with
+    auth.provider: local, the default of Daemon's config)."""
+
+    def make(daemon, user="alice", roles=()):
+        args = ["token", "--user", user]
+        if roles:
+            args += ["--roles", ",".join(roles)]
+        r = daemon.tenantctl(*args)
+        assert r.returncode == 0, "tenantctl token failed: %s" % r.stderr
+        return r.stdout.strip()
+
+    return make
 
 
 class Vault:
@@ -335,6 +405,7 @@ class Vault:
     wait_log = Daemon.wait_log
     stop = Daemon.stop
     kill = Daemon.kill
+    prism_stop = Daemon.prism_stop
     check_sanitizers = Daemon.check_sanitizers
 
     def start(self, wait=True):

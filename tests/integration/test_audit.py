@@ -34,6 +34,10 @@ ARGS = {
     "audit verify": ["--from", "1"],
     "audit prune": ["999999"],
     "audit export": ["--format", "jsonl", "-o", os.devnull],
+    "token": ["--user", "alice"],
+    "notice publish": ["--kind", "change", "--severity", "info",
+                       "--title", "audit table test"],
+    "notice update": ["n_00000000000000000000000000000000", "--title", "x"],
 }
 
 

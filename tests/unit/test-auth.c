@@ -214,12 +214,10 @@ setup(void)
 	conf.naudiences = 2;
 	conf.required_scopes = strv(2, "access_as_user", "user_impersonation");
 	conf.nrequired_scopes = 2;
-	conf.roles = xcalloc(2, sizeof(*conf.roles));
-	conf.roles[0].claim = xstrdup("Tenantd.Admin");
-	conf.roles[0].role = AUTH_ROLE_ADMIN;
-	conf.roles[1].claim = xstrdup("Tenantd.Auditor");
-	conf.roles[1].role = AUTH_ROLE_AUDITOR;
-	conf.nroles = 2;
+	conf.roles.values[0] = strv(1, "Tenantd.Admin");
+	conf.roles.nvalues[0] = 1;
+	conf.roles.values[1] = strv(1, "Tenantd.Auditor");
+	conf.roles.nvalues[1] = 1;
 	conf.clock_skew = 120;
 	conf.jwks_refresh = 3600;
 	if (auth_conf_check(&conf, err, sizeof(err)) == -1)
