@@ -237,15 +237,17 @@ static json_t *
 status_json_locked(int64_t now)
 {
 	enum license_state	 state = current_state(now);
-	json_t			*l = lic.license, *j;
+	json_t			*l = lic.license, *j, *none;
 	char			 grace_end[40];
 	int64_t			 end;
 
 	j = json_pack("{s:s}", "state", state_names[state]);
 	if (l == NULL) {
-		json_object_update(j, json_pack("{s:n, s:[], s:n, s:n, s:I}",
-		    "plan", "features", "valid_until", "grace_until",
-		    "days_left", (json_int_t)0));
+		none = json_pack("{s:n, s:[], s:n, s:n, s:I}", "plan",
+		    "features", "valid_until", "grace_until", "days_left",
+		    (json_int_t)0);
+		json_object_update(j, none);
+		json_decref(none);
 		return j;
 	}
 	end = lic.valid_until + (int64_t)lic.grace;

@@ -309,7 +309,8 @@ store_get(struct store *st, const char *db, const void *key, size_t keylen,
 static int
 store_has_prefix(const MDB_val *k, const void *prefix, size_t len)
 {
-	return k->mv_size >= len && memcmp(k->mv_data, prefix, len) == 0;
+	return len == 0 || (k->mv_size >= len &&
+	    memcmp(k->mv_data, prefix, len) == 0);
 }
 
 /*

@@ -655,31 +655,41 @@ read_answer(int fd)
 	struct pollfd	 pfd = { fd, POLLIN, 0 };
 	json_error_t	 jerr;
 	json_t		*answer;
-	char		*buf = NULL;
+	char		*buf = NULL, why[160] = "";
 	size_t		 len = 0, size = 0;
 	ssize_t		 n;
 
-	while (len == 0 || memchr(buf, '\n', len) == NULL) {
+	while (why[0] == '\0' && (len == 0 || memchr(buf, '\n', len) == NULL)) {
+		if (len == size && size >= ANSWER_MAX) {
+			snprintf(why, sizeof(why), "answer exceeds %d bytes",
+			    ANSWER_MAX);
+			break;
+		}
 		if (len == size) {
-			if (size >= ANSWER_MAX)
-				unreachable("answer exceeds %d bytes",
-				    ANSWER_MAX);
 			size = size == 0 ? 4096 : size * 2;
 			buf = xreallocarray(buf, size, 1);
 		}
 		if ((n = poll(&pfd, 1, ANSWER_TIMEOUT_MS)) == 0)
-			unreachable("no answer within %d s",
+			snprintf(why, sizeof(why), "no answer within %d s",
 			    ANSWER_TIMEOUT_MS / 1000);
-		if (n == -1 || (n = read(fd, buf + len, size - len)) == -1)
-			unreachable("%s", strerror(errno));
-		if (n == 0)
-			unreachable("connection closed without an answer");
-		len += n;
+		else if (n == -1 || (n = read(fd, buf + len, size - len)) == -1)
+			snprintf(why, sizeof(why), "%s", strerror(errno));
+		else if (n == 0)
+			snprintf(why, sizeof(why), "connection closed without "
+			    "an answer");
+		else
+			len += n;
+	}
+	if (why[0] != '\0') {
+		free(buf);
+		unreachable("%s", why);
 	}
 	n = (char *)memchr(buf, '\n', len) - buf + 1;
 	if ((answer = json_loadb(buf, (size_t)n, 0, &jerr)) == NULL ||
-	    !json_is_object(answer))
+	    !json_is_object(answer)) {
+		free(buf);
 		unreachable("malformed answer: %s", jerr.text);
+	}
 	after_len = len - (size_t)n;
 	after_answer = xmalloc(after_len + 1);
 	memcpy(after_answer, buf + n, after_len);
